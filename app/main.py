@@ -15,9 +15,11 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import health
 from app.api.v1.router import api_router
+from app.clients.http import build_http_client
 from app.core.config import Settings, get_settings
 from app.core.encryption import Encryptor
 from app.core.errors import install_error_handlers
+from app.core.request_log.writer import RequestLogWriter
 from app.core.secrets import ensure_secrets
 from app.db.session import Database
 from app.middleware.csrf import CSRFMiddleware
@@ -33,9 +35,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     database = Database(settings.resolved_database_url)
     app.state.db = database
+    app.state.http = build_http_client(settings)
+    request_log_writer = RequestLogWriter(database, app.state.encryptor, settings)
+    app.state.request_log_writer = request_log_writer
+    await request_log_writer.start()
     try:
         yield
     finally:
+        # Order matters: flush the request log while the database is still open.
+        await request_log_writer.stop()
+        await app.state.http.aclose()
         await database.dispose()
 
 
