@@ -6,6 +6,7 @@ WebAuthRedirect (security headers wrap them all so even CORS preflights carry th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,14 +14,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.api import health
+from app.api import health, pages
 from app.api.v1.router import api_router
 from app.clients.http import build_http_client
+from app.core.catalog import get_catalog
 from app.core.config import Settings, get_settings
 from app.core.encryption import Encryptor
 from app.core.errors import install_error_handlers
 from app.core.request_log.writer import RequestLogWriter
 from app.core.secrets import ensure_secrets
+from app.core.security import dummy_password_hash
+from app.core.tasks.runtime import TaskRuntime
 from app.db.session import Database
 from app.middleware.csrf import CSRFMiddleware
 from app.middleware.request_logging import RequestLoggingMiddleware
@@ -35,14 +39,38 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     database = Database(settings.resolved_database_url)
     app.state.db = database
-    app.state.http = build_http_client(settings)
+    # Pay for the unknown-user dummy hash now, not in the first failed sign-in's timing.
+    await asyncio.to_thread(dummy_password_hash, settings.bcrypt_rounds)
+    simulator_app = None
+    if settings.uses_simulator:
+        from app.simulator import SimulatorConfig, create_simulator_app
+
+        simulator_app = create_simulator_app(
+            SimulatorConfig(task_seconds=settings.simulator_task_seconds)
+        )
+        logger.warning(
+            "No API_KEY/API_BASE_URL configured: results come from the built-in simulator."
+        )
+    app.state.simulator = simulator_app
+    app.state.http = build_http_client(settings, simulator_app=simulator_app)
     request_log_writer = RequestLogWriter(database, app.state.encryptor, settings)
     app.state.request_log_writer = request_log_writer
     await request_log_writer.start()
+    tasks = TaskRuntime(
+        settings=settings,
+        database=database,
+        encryptor=app.state.encryptor,
+        http=app.state.http,
+        catalog=app.state.catalog,
+    )
+    app.state.tasks = tasks
+    await tasks.start(run_worker=settings.run_worker)
     try:
         yield
     finally:
-        # Order matters: flush the request log while the database is still open.
+        # Order matters: stop the worker (it hands its leases back), flush the request log
+        # while the database is still open, then close connections.
+        await tasks.stop()
         await request_log_writer.stop()
         await app.state.http.aclose()
         await database.dispose()
@@ -61,10 +89,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.encryptor = Encryptor(settings.storage_master_key or "")
+    # Loaded now so a broken MODELS_FILE stops start-up instead of failing a request later.
+    app.state.catalog = get_catalog()
     install_error_handlers(app)
 
     app.include_router(health.router)
     app.include_router(api_router)
+    app.include_router(pages.router)
+    app.mount("/static", pages.static_files(settings), name="static")
 
     # add_middleware wraps: the last added is outermost.
     app.add_middleware(WebAuthRedirectMiddleware)

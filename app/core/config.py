@@ -76,11 +76,23 @@ class Settings(BaseSettings):
     login_max_failures_per_ip: int = Field(default=20, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
 
+    media_max_bytes: int = Field(default=2 * GIB, ge=1)
+    media_download_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    upload_max_bytes: int = Field(default=20 * 1024**2, ge=1)
+
+    simulator_task_seconds: float = Field(default=6.0, ge=0)
     polling_interval: float = Field(default=5.0, gt=0)
+    task_deadline_minutes: float = Field(default=120.0, gt=0)
+    task_lease_seconds: float = Field(default=120.0, ge=1)
+    run_worker: bool = True
+    webhook_max_attempts: int = Field(default=8, ge=1)
     max_concurrent_tasks: int = Field(default=50, ge=1)
     request_timeout: float = Field(default=120.0, gt=0)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator(
+        "cors_origins", "media_download_allowed_hosts", "webhook_allowed_hosts", mode="before"
+    )
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

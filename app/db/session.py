@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,6 +15,23 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+AFTER_COMMIT = "after_commit"
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run `callback` once the session's current unit of work has committed."""
+    session.info.setdefault(AFTER_COMMIT, []).append(callback)
+
+
+def run_after_commit(session: AsyncSession) -> None:
+    for callback in session.info.pop(AFTER_COMMIT, []):
+        callback()
+
+
+async def commit(session: AsyncSession) -> None:
+    """Commit now and run the after-commit callbacks (before a long wait, for instance)."""
+    await session.commit()
+    run_after_commit(session)
 
 
 def is_sqlite_url(url: str) -> bool:
@@ -71,14 +88,18 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A unit of work: commits on success, rolls back on error."""
+        """A unit of work: commits on success, rolls back on error, then runs the callbacks
+        registered with `after_commit` (events and wake-ups must not announce uncommitted rows).
+        """
         async with self.sessionmaker() as session:
             try:
                 yield session
                 await session.commit()
             except BaseException:
                 await session.rollback()
+                session.info.pop(AFTER_COMMIT, None)
                 raise
+            run_after_commit(session)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

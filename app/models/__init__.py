@@ -2,14 +2,26 @@
 
 from app.db.base import Base
 from app.models.request_log import ApiRequestLog, RequestCategory
+from app.models.task import (
+    GenerationTask,
+    IdempotencyKey,
+    Media,
+    TaskSearchTerm,
+    WebhookDelivery,
+)
 from app.models.user import ApiKey, User, UserLoginLog, UserSession
 
 __all__ = [
     "ApiKey",
     "ApiRequestLog",
     "Base",
+    "GenerationTask",
+    "IdempotencyKey",
+    "Media",
     "RequestCategory",
+    "TaskSearchTerm",
     "User",
     "UserLoginLog",
     "UserSession",
+    "WebhookDelivery",
 ]

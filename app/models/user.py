@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, Timestamps, UUIDPrimaryKey, utcnow
@@ -10,6 +10,11 @@ from app.db.base import Base, Timestamps, UUIDPrimaryKey, utcnow
 
 class User(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "users"
+    __table_args__ = (
+        # Case-insensitive uniqueness, enforced by the database even under concurrent sign-ups.
+        Index("uq_users_username_lower", func.lower(text("username")), unique=True),
+        Index("uq_users_email_lower", func.lower(text("email")), unique=True),
+    )
 
     username: Mapped[str] = mapped_column(String(50), unique=True, nullable=False)
     email: Mapped[str] = mapped_column(String(320), unique=True, nullable=False)
@@ -20,6 +25,8 @@ class User(UUIDPrimaryKey, Timestamps, Base):
     storage_used_bytes: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
     last_login_at: Mapped[datetime | None] = mapped_column(nullable=True)
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow, nullable=False)
+    # Standard-Webhooks signing secret ("whsec_…"), encrypted; created on first use.
+    webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class UserSession(UUIDPrimaryKey, Base):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -30,10 +30,12 @@ class Principal:
     method: AuthMethod
     session_id: str | None = None
     api_key_id: str | None = None
+    # Copied out of the row: after a rollback the ORM object is expired, and the request-log
+    # middleware still needs to attribute the request.
+    user_id: str = field(init=False, default="")
 
-    @property
-    def user_id(self) -> str:
-        return self.user.id
+    def __post_init__(self) -> None:
+        self.user_id = self.user.id
 
     @property
     def uses_cookie(self) -> bool:

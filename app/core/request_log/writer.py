@@ -1,25 +1,285 @@
-"""Buffered, batched writer of request-log entries (placeholder until implemented)."""
+"""Buffered, batched writer of request-log entries.
+
+The middleware calls `submit()` (a deque append, no I/O). A background task wakes every
+`REQUEST_LOG_FLUSH_INTERVAL` seconds (or as soon as a batch is full), redacts and encrypts the
+entries in a worker thread and stores each batch with one multi-row INSERT. `stop()` flushes
+whatever is still buffered, so nothing is lost on a clean shutdown. The same loop runs the
+retention purge on its first tick and then about once an hour.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import deque
 from typing import Any
+
+from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from app.core.config import Settings
 from app.core.encryption import Encryptor
+from app.core.request_log.entry import RequestLogEntry
+from app.core.request_log.redaction import (
+    redact_body,
+    redact_headers,
+    redact_query_string,
+)
+from app.core.request_log.retention import purge_expired_logs
+from app.db.base import new_uuid
 from app.db.session import Database
+from app.models import ApiRequestLog, User
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BUFFER = 10_000
+DEFAULT_RETENTION_INTERVAL = 3600.0
+# Log the first overflow drop, then one line per this many, so a flood cannot flood the log.
+DROP_WARNING_EVERY = 1000
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _decode_body(data: bytes) -> str:
+    # A cut at the byte cap may split a multi-byte character: replace it, never fail.
+    return data.decode("utf-8", errors="replace")
+
+
+def _body_envelope(
+    data: bytes | None,
+    content_type: str | None,
+    *,
+    truncated: bool,
+    total_bytes: int,
+    summary: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """What is stored (encrypted) for one body: its redacted text and how it was captured."""
+    if not total_bytes and summary is None:
+        return None
+    if summary is not None:
+        body: str | None = json.dumps(summary, separators=(",", ":"))
+    elif data is not None:
+        body = redact_body(_decode_body(data), content_type, complete=not truncated)
+    else:
+        media = _media_type(content_type) or "unknown type"
+        body = f"<not captured: {media}, {total_bytes} bytes>"
+    return {
+        "content_type": content_type,
+        "truncated": truncated,
+        "size": total_bytes,
+        "body": body,
+    }
+
+
+def _clip(value: str | None, length: int) -> str | None:
+    return None if value is None else value[:length]
+
+
+def build_row(entry: RequestLogEntry, encryptor: Encryptor) -> dict[str, Any]:
+    """Redact, then encrypt one entry into an `api_request_logs` row (CPU only, no I/O)."""
+    headers = [
+        (name.decode("latin-1"), value.decode("latin-1")) for name, value in entry.request_headers
+    ]
+    user_agent = next((v for k, v in headers if k.lower() == "user-agent"), None)
+    query = redact_query_string(entry.query_string.decode("latin-1"))
+    request_body = _body_envelope(
+        entry.request_body,
+        entry.request_content_type,
+        truncated=entry.request_body_truncated,
+        total_bytes=entry.request_bytes,
+        summary=entry.request_summary,
+    )
+    response_body = _body_envelope(
+        entry.response_body,
+        entry.response_content_type,
+        truncated=entry.response_body_truncated,
+        total_bytes=entry.response_bytes,
+    )
+    return {
+        "id": new_uuid(),
+        "request_id": entry.request_id[:36],
+        "started_at": entry.started_at,
+        "duration_ms": float(entry.duration_ms),
+        "method": entry.method[:10],
+        "path": entry.path[:2048],
+        "status_code": int(entry.status_code),
+        "user_id": entry.user_id,
+        "session_id": entry.session_id,
+        "api_key_id": entry.api_key_id,
+        "client_ip": _clip(entry.client_ip, 64),
+        "user_agent": _clip(user_agent, 512),
+        "query_encrypted": encryptor.encrypt_text(query) if query else None,
+        "request_headers_encrypted": encryptor.encrypt_json(redact_headers(headers)),
+        "request_body_encrypted": (
+            None if request_body is None else encryptor.encrypt_json(request_body)
+        ),
+        "response_body_encrypted": (
+            None if response_body is None else encryptor.encrypt_json(response_body)
+        ),
+        "note_encrypted": encryptor.encrypt_optional(entry.note),
+        "request_bytes": entry.request_bytes,
+        "response_bytes": entry.response_bytes,
+        "category_id": None,
+        "tags": [],
+    }
 
 
 class RequestLogWriter:
-    def __init__(self, database: Database, encryptor: Encryptor, settings: Settings) -> None:
+    def __init__(
+        self,
+        database: Database,
+        encryptor: Encryptor,
+        settings: Settings,
+        *,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+        retention_interval: float = DEFAULT_RETENTION_INTERVAL,
+    ) -> None:
         self.database = database
         self.encryptor = encryptor
         self.settings = settings
+        self.max_buffer = max(1, max_buffer)
+        self.retention_interval = retention_interval
+        self.batch_size = settings.request_log_batch_size
+        self.flush_interval = settings.request_log_flush_interval
+        self.dropped = 0
+        self.written = 0
+        self.failed = 0
+        self._buffer: deque[RequestLogEntry] = deque()
+        self._wakeup = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        # None: purge on the first tick, so a service restarted more often than hourly
+        # still enforces retention.
+        self._last_purge: float | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def submit(self, entry: RequestLogEntry) -> None:
+        """Queue an entry; never blocks, never raises. Drops the oldest entry when full."""
+        if len(self._buffer) >= self.max_buffer:
+            self._buffer.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % DROP_WARNING_EVERY == 0:
+                logger.warning(
+                    "request log buffer full (%d entries): dropped the oldest, %d dropped so far",
+                    self.max_buffer,
+                    self.dropped,
+                )
+        self._buffer.append(entry)
+        if len(self._buffer) >= self.batch_size:
+            self._wakeup.set()
 
     async def start(self) -> None:
-        return None
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name="request-log-writer")
 
     async def stop(self) -> None:
-        return None
+        """Stop the background task, then write everything still buffered."""
+        self._stopping = True
+        self._wakeup.set()
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+        await self.flush()
 
-    def submit(self, entry: Any) -> None:
-        return None
+    async def flush(self) -> int:
+        """Write every buffered entry now; returns how many rows were stored.
+
+        Serialised with the background flush: when this returns, everything submitted before
+        the call is committed (or, on a database error, reported and dropped).
+        """
+        written = 0
+        async with self._flush_lock:
+            while self._buffer:
+                count = min(self.batch_size, len(self._buffer))
+                batch = [self._buffer.popleft() for _ in range(count)]
+                rows = await asyncio.to_thread(self._build_rows, batch)
+                written += await self._insert(rows)
+        return written
+
+    async def purge_expired(self) -> int:
+        return await purge_expired_logs(self.database, self.settings.request_log_retention_days)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self.flush_interval)
+            self._wakeup.clear()
+            if self._stopping:
+                break
+            try:
+                await self.flush()
+                now = time.monotonic()
+                if self._last_purge is None or now - self._last_purge >= self.retention_interval:
+                    self._last_purge = now
+                    await self.purge_expired()
+            except Exception:
+                # The loop must survive any one failure; the next tick retries.
+                logger.exception("request log writer iteration failed")
+
+    def _build_rows(self, batch: list[RequestLogEntry]) -> list[dict[str, Any]]:
+        rows = []
+        for entry in batch:
+            try:
+                rows.append(build_row(entry, self.encryptor))
+            except Exception:
+                self.failed += 1
+                logger.exception("request log entry %s could not be prepared", entry.request_id)
+        return rows
+
+    def _rows_per_statement(self, columns: int) -> int:
+        max_parameters = self.database.engine.dialect.insertmanyvalues_max_parameters
+        return max(1, max_parameters // max(1, columns))
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> int:
+        if not rows:
+            return 0
+        try:
+            await self._execute_insert(rows)
+        except IntegrityError:
+            # A user deleted between the request and this flush: their rows keep no owner
+            # (as ON DELETE SET NULL would have done), the rest of the batch is unaffected.
+            try:
+                rows = await self._detach_missing_users(rows)
+                await self._execute_insert(rows)
+            except Exception:
+                return self._report_failure(rows)
+        except Exception:
+            return self._report_failure(rows)
+        self.written += len(rows)
+        return len(rows)
+
+    async def _execute_insert(self, rows: list[dict[str, Any]]) -> None:
+        table = ApiRequestLog.__table__
+        assert isinstance(table, Table)
+        step = self._rows_per_statement(len(rows[0]))
+        async with self.database.session() as session:
+            for start in range(0, len(rows), step):
+                await session.execute(insert(table).values(rows[start : start + step]))
+
+    async def _detach_missing_users(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        user_ids = {row["user_id"] for row in rows if row["user_id"]}
+        if not user_ids:
+            return rows
+        async with self.database.session() as session:
+            existing = set(await session.scalars(select(User.id).where(User.id.in_(user_ids))))
+        return [
+            row
+            if row["user_id"] in existing or row["user_id"] is None
+            else {**row, "user_id": None}
+            for row in rows
+        ]
+
+    def _report_failure(self, rows: list[dict[str, Any]]) -> int:
+        self.failed += len(rows)
+        logger.exception("request log: could not store %d entries; they are dropped", len(rows))
+        return 0

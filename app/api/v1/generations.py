@@ -1,0 +1,479 @@
+"""`/api/v1/videos` and `/api/v1/images`: one router shape, built once per kind.
+
+Handlers stay thin: they parse, call `app.core.tasks.service`, and shape the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+
+from app.api.deps import CurrentUser, EncryptorDep, SessionDep, SettingsDep
+from app.clients.base import MediaKind, TaskStatus
+from app.core.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from app.core.media.http_range import media_response
+from app.core.media.inspect import sniff_content_type
+from app.core.tasks import service
+from app.core.tasks.runtime import TaskRuntime
+from app.core.tasks.service import ListQuery, TaskContext
+from app.db.session import commit
+from app.models.schemas.tasks import TaskCreate, TaskOut, TaskPage, TaskUpdate
+
+MAX_WAIT_SECONDS = 120
+UPLOAD_TYPES = {"image/png", "image/jpeg", "image/webp"}
+
+
+def get_runtime(request: Request) -> TaskRuntime:
+    runtime: TaskRuntime = request.app.state.tasks
+    return runtime
+
+
+RuntimeDep = Annotated[TaskRuntime, Depends(get_runtime)]
+
+
+def get_task_context(runtime: RuntimeDep) -> TaskContext:
+    return runtime.context()
+
+
+ContextDep = Annotated[TaskContext, Depends(get_task_context)]
+UpstreamKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-API-Key",
+        description="Bring your own upstream key for this request (kept encrypted).",
+    ),
+]
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", description="Same key + same body within 24 h = same task."),
+]
+WaitQuery = Annotated[
+    float | None,
+    Query(ge=0, le=MAX_WAIT_SECONDS, description="Block up to this many seconds for the result."),
+]
+
+
+async def wait_for_tasks(
+    runtime: TaskRuntime, user_id: str, task_ids: list[str], seconds: float
+) -> None:
+    """Return when every task has ended or `seconds` passed (events, plus a DB re-check)."""
+    from sqlalchemy import select
+
+    from app.models import GenerationTask
+
+    queue = runtime.events.subscribe(user_id)
+    remaining = set(task_ids)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    try:
+        while remaining:
+            async with runtime.database.session() as db:
+                rows = await db.execute(
+                    select(GenerationTask.id, GenerationTask.status).where(
+                        GenerationTask.id.in_(remaining)
+                    )
+                )
+                for task_id, status in rows.all():
+                    if TaskStatus(status).is_terminal:
+                        remaining.discard(task_id)
+            if not remaining:
+                return
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            # Woken by this process's events; the timeout re-checks the database for workers
+            # running in other processes.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(queue.get(), timeout=min(left, 1.0))
+    finally:
+        runtime.events.unsubscribe(user_id, queue)
+
+
+async def _respond_created(
+    db: SessionDep,
+    runtime: TaskRuntime,
+    user_id: str,
+    result: service.CreateResult,
+    wait: float | None,
+    single: bool,
+) -> JSONResponse:
+    await commit(db)
+    tasks = result.tasks
+    if wait:
+        await wait_for_tasks(runtime, user_id, [t.id for t in tasks], wait)
+        for task in tasks:
+            await db.refresh(task)
+    outs = await service.tasks_out(db, runtime.encryptor, tasks)
+    done = all(TaskStatus(t.status).is_terminal for t in tasks)
+    status_code = 200 if (wait and done) or result.replayed else 202
+    body: Any = (
+        outs[0].model_dump(mode="json") if single else [o.model_dump(mode="json") for o in outs]
+    )
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def _split_csv(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    items = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    return items or None
+
+
+async def _read_upload(upload: UploadFile, max_bytes: int, field: str) -> str:
+    data = await upload.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(
+            f"{field} is larger than {max_bytes} bytes",
+            details=[{"field": field, "max_bytes": max_bytes}],
+        )
+    content_type = sniff_content_type(data[:64])
+    if content_type not in UPLOAD_TYPES:
+        raise UnsupportedMediaType(
+            f"{field} must be a PNG, JPEG or WebP image",
+            details=[{"field": field, "allowed": sorted(UPLOAD_TYPES)}],
+        )
+    from app.core.tasks.payload import data_uri
+
+    return data_uri(data, content_type)
+
+
+def build_router(kind: MediaKind) -> APIRouter:
+    router = APIRouter()
+    noun = kind
+
+    @router.post(
+        "",
+        status_code=202,
+        response_model=TaskOut | list[TaskOut],
+        summary=f"Create a {noun} generation task",
+        description=(
+            f"Validates against the model catalog and queues `n` {noun} tasks. Answers 202 with "
+            "the task (a list of tasks when `n > 1`); with `?wait=SECONDS` answers when the "
+            "task ends (200) or the wait runs out (202)."
+        ),
+    )
+    async def create(
+        body: TaskCreate,
+        user: CurrentUser,
+        db: SessionDep,
+        runtime: RuntimeDep,
+        ctx: ContextDep,
+        wait: WaitQuery = None,
+        x_api_key: UpstreamKeyHeader = None,
+        idempotency_key: IdempotencyHeader = None,
+    ) -> JSONResponse:
+        result = await service.create_tasks(
+            db,
+            ctx,
+            user_id=user.id,
+            kind=kind,
+            body=body,
+            upstream_key=x_api_key,
+            idempotency_key=idempotency_key,
+        )
+        return await _respond_created(db, runtime, user.id, result, wait, single=body.n == 1)
+
+    if kind == "image":
+
+        @router.post(
+            "/edits",
+            status_code=202,
+            response_model=TaskOut | list[TaskOut],
+            summary="Edit images: reference images (and an optional mask) as multipart",
+        )
+        async def create_edit(
+            request: Request,
+            user: CurrentUser,
+            db: SessionDep,
+            runtime: RuntimeDep,
+            ctx: ContextDep,
+            settings: SettingsDep,
+            wait: WaitQuery = None,
+            x_api_key: UpstreamKeyHeader = None,
+            idempotency_key: IdempotencyHeader = None,
+        ) -> JSONResponse:
+            form = await request.form(
+                max_files=16, max_fields=100, max_part_size=settings.upload_max_bytes
+            )
+            fields: dict[str, Any] = {}
+            uploads: list[UploadFile] = []
+            mask_upload: UploadFile | None = None
+            for name, value in form.multi_items():
+                if isinstance(value, str):
+                    fields[name] = value
+                elif name in ("image", "image[]", "images", "images[]"):
+                    uploads.append(value)  # type: ignore[arg-type]
+                elif name == "mask":
+                    mask_upload = value  # type: ignore[assignment]
+            if not uploads:
+                raise ValidationFailed(
+                    "At least one reference image is required",
+                    details=[{"field": "image", "message": "upload one or more images"}],
+                )
+            images = [
+                await _read_upload(u, settings.upload_max_bytes, f"image[{i}]")
+                for i, u in enumerate(uploads)
+            ]
+            mask = (
+                await _read_upload(mask_upload, settings.upload_max_bytes, "mask")
+                if mask_upload is not None
+                else None
+            )
+            body = _edit_body(fields)
+            result = await service.create_tasks(
+                db,
+                ctx,
+                user_id=user.id,
+                kind="image",
+                body=body,
+                upstream_key=x_api_key,
+                idempotency_key=idempotency_key,
+                uploaded_images=images,
+                uploaded_mask=mask,
+            )
+            return await _respond_created(db, runtime, user.id, result, wait, body.n == 1)
+
+    @router.get("", response_model=TaskPage, summary=f"Search and browse {noun} history")
+    async def list_(
+        user: CurrentUser,
+        db: SessionDep,
+        ctx: ContextDep,
+        encryptor: EncryptorDep,
+        page: Annotated[int, Query(ge=1)] = 1,
+        size: Annotated[int, Query(ge=1, le=100)] = 20,
+        search: Annotated[str | None, Query(max_length=200)] = None,
+        model: str | None = None,
+        status: Annotated[list[TaskStatus] | None, Query()] = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        tags: Annotated[list[str] | None, Query()] = None,
+        favorite: bool | None = None,
+        sort: str = "-created",
+    ) -> TaskPage:
+        query = ListQuery(
+            page=page,
+            size=size,
+            search=search,
+            model=model,
+            status=[s.value for s in status] if status else None,
+            created_after=created_after,
+            created_before=created_before,
+            tags=_split_csv(tags),
+            favorite=favorite,
+            sort=sort,
+        )
+        tasks, total = await service.list_tasks(db, ctx, user.id, kind, query)
+        return TaskPage(
+            items=await service.tasks_out(db, encryptor, tasks),
+            total=total,
+            page=page,
+            size=size,
+            pages=service.page_count(total, size),
+        )
+
+    @router.get("/{task_id}", response_model=TaskOut)
+    async def get(
+        task_id: str, user: CurrentUser, db: SessionDep, encryptor: EncryptorDep
+    ) -> TaskOut:
+        task = await service.get_task(db, user.id, task_id, kind)
+        return (await service.tasks_out(db, encryptor, [task]))[0]
+
+    @router.patch("/{task_id}", response_model=TaskOut, summary="Rename, tag, favourite")
+    async def patch(
+        task_id: str,
+        body: TaskUpdate,
+        user: CurrentUser,
+        db: SessionDep,
+        ctx: ContextDep,
+    ) -> TaskOut:
+        task = await service.get_task(db, user.id, task_id, kind)
+        await service.update_task(db, ctx, task, body)
+        return (await service.tasks_out(db, ctx.encryptor, [task]))[0]
+
+    @router.delete("/{task_id}", status_code=204, summary="Delete (cancels if running)")
+    async def delete(
+        task_id: str, user: CurrentUser, db: SessionDep, runtime: RuntimeDep, ctx: ContextDep
+    ) -> Response:
+        task = await service.get_task(db, user.id, task_id, kind)
+        removed: list[str] = []
+        await service.delete_task(db, ctx, task, removed)
+        await commit(db)
+        await _delete_files(runtime, removed)
+        return Response(status_code=204)
+
+    @router.post("/{task_id}/cancel", response_model=TaskOut)
+    async def cancel(task_id: str, user: CurrentUser, db: SessionDep, ctx: ContextDep) -> TaskOut:
+        task = await service.get_task(db, user.id, task_id, kind)
+        await service.cancel_task(db, ctx, task)
+        await db.refresh(task)
+        return (await service.tasks_out(db, ctx.encryptor, [task]))[0]
+
+    @router.post("/{task_id}/retry", status_code=202, response_model=TaskOut)
+    async def retry(task_id: str, user: CurrentUser, db: SessionDep, ctx: ContextDep) -> TaskOut:
+        task = await service.get_task(db, user.id, task_id, kind)
+        clone = await service.retry_task(db, ctx, task)
+        return (await service.tasks_out(db, ctx.encryptor, [clone]))[0]
+
+    async def _serve(
+        request: Request,
+        runtime: TaskRuntime,
+        db: SessionDep,
+        user_id: str,
+        task_id: str,
+        media_id: str | None,
+        thumbnail: bool,
+        download: bool,
+    ) -> Response:
+        task, media = await service.get_media(db, user_id, task_id, media_id, kind)
+        await commit(db)  # don't hold a transaction while streaming
+        if thumbnail:
+            if not media.thumbnail_key:
+                raise NotFound("This media has no thumbnail", code="thumbnail_not_found")
+            key, size, content_type = media.thumbnail_key, media.thumbnail_bytes, "image/jpeg"
+            etag = f"{media.sha256}-thumb"
+        else:
+            key, size, content_type = (
+                media.storage_key or "",
+                media.bytes,
+                media.content_type or "application/octet-stream",
+            )
+            etag = media.sha256 or media.id
+        from app.core.media.inspect import extension_for
+
+        filename = f"{task.kind}-{task.id[:8]}-{media.position}{extension_for(content_type)}"
+        return await media_response(
+            runtime.storage,
+            key,
+            size=size,
+            content_type=content_type,
+            etag=etag,
+            request_headers=request.headers,
+            filename=filename,
+            disposition="attachment" if download else "inline",
+            method=request.method,
+        )
+
+    @router.head("/{task_id}/content", include_in_schema=False)
+    @router.get("/{task_id}/content", summary="Stream the result (HTTP Range, ETag)")
+    async def content(
+        request: Request,
+        task_id: str,
+        user: CurrentUser,
+        db: SessionDep,
+        runtime: RuntimeDep,
+        download: bool = False,
+    ) -> Response:
+        return await _serve(request, runtime, db, user.id, task_id, None, False, download)
+
+    @router.get("/{task_id}/thumbnail", summary="A small JPEG poster (first frame for video)")
+    async def thumbnail(
+        request: Request, task_id: str, user: CurrentUser, db: SessionDep, runtime: RuntimeDep
+    ) -> Response:
+        return await _serve(request, runtime, db, user.id, task_id, None, True, False)
+
+    @router.head("/{task_id}/media/{media_id}/content", include_in_schema=False)
+    @router.get("/{task_id}/media/{media_id}/content", summary="Stream one result file")
+    async def media_content(
+        request: Request,
+        task_id: str,
+        media_id: str,
+        user: CurrentUser,
+        db: SessionDep,
+        runtime: RuntimeDep,
+        download: bool = False,
+    ) -> Response:
+        return await _serve(request, runtime, db, user.id, task_id, media_id, False, download)
+
+    @router.get("/{task_id}/media/{media_id}/thumbnail")
+    async def media_thumbnail(
+        request: Request,
+        task_id: str,
+        media_id: str,
+        user: CurrentUser,
+        db: SessionDep,
+        runtime: RuntimeDep,
+    ) -> Response:
+        return await _serve(request, runtime, db, user.id, task_id, media_id, True, False)
+
+    @router.post(
+        "/{task_id}/media/{media_id}/fetch",
+        response_model=TaskOut,
+        summary="Store a result that was not stored (quota) once space is free",
+    )
+    async def fetch(
+        task_id: str,
+        media_id: str,
+        user: CurrentUser,
+        db: SessionDep,
+        runtime: RuntimeDep,
+    ) -> TaskOut:
+        from app.core.tasks.refetch import refetch_media
+
+        task = await service.get_task(db, user.id, task_id, kind)
+        await commit(db)
+        await refetch_media(runtime, task, media_id)
+        await db.refresh(task)
+        return (await service.tasks_out(db, runtime.encryptor, [task]))[0]
+
+    return router
+
+
+def _edit_body(fields: dict[str, Any]) -> TaskCreate:
+    """Form fields of an edit request: known ones, `params` as JSON, the rest as params."""
+    known = {"model", "prompt", "title", "n", "webhook_url", "tags", "params"}
+    params: dict[str, Any] = {}
+    if fields.get("params"):
+        try:
+            parsed = json.loads(fields["params"])
+        except json.JSONDecodeError as exc:
+            raise ValidationFailed(
+                "params must be a JSON object",
+                details=[{"field": "params", "message": str(exc)}],
+            ) from exc
+        if not isinstance(parsed, dict):
+            raise ValidationFailed(
+                "params must be a JSON object",
+                details=[{"field": "params", "message": "expected an object"}],
+            )
+        params.update(parsed)
+    for name, value in fields.items():
+        if name not in known:
+            params[name] = value
+    raw: dict[str, Any] = {
+        "model": fields.get("model", ""),
+        "prompt": fields.get("prompt", ""),
+        "title": fields.get("title") or None,
+        "params": params,
+        "n": fields.get("n") or 1,
+        "webhook_url": fields.get("webhook_url") or None,
+        "tags": [t for t in (fields.get("tags") or "").split(",") if t.strip()],
+    }
+    from pydantic import ValidationError
+
+    try:
+        return TaskCreate.model_validate(raw)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "Invalid edit request",
+            details=[
+                {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+                for err in exc.errors()
+            ],
+        ) from exc
+
+
+async def _delete_files(runtime: TaskRuntime, keys: list[str]) -> None:
+    from app.core.tasks.results import delete_keys
+
+    await delete_keys(runtime.storage, keys)
+
+
+videos_router = build_router("video")
+images_router = build_router("image")

@@ -1,0 +1,54 @@
+"""`/api/v1/webhooks`: the caller's signing secret and recent deliveries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from app.api.deps import CurrentUser, EncryptorDep, SessionDep
+from app.core import webhooks
+from app.models import WebhookDelivery
+from app.models.schemas.tasks import WebhookSecretOut
+
+router = APIRouter()
+
+
+@router.get("/secret", response_model=WebhookSecretOut, summary="Your webhook signing secret")
+async def get_secret(
+    user: CurrentUser, db: SessionDep, encryptor: EncryptorDep
+) -> WebhookSecretOut:
+    return WebhookSecretOut(secret=await webhooks.get_or_create_secret(db, encryptor, user))
+
+
+@router.post("/secret/rotate", response_model=WebhookSecretOut, summary="Replace the secret")
+async def rotate_secret(
+    user: CurrentUser, db: SessionDep, encryptor: EncryptorDep
+) -> WebhookSecretOut:
+    return WebhookSecretOut(secret=await webhooks.rotate_secret(db, encryptor, user))
+
+
+@router.get("/deliveries", summary="Recent webhook deliveries")
+async def deliveries(user: CurrentUser, db: SessionDep) -> list[dict[str, Any]]:
+    rows = await db.scalars(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.user_id == user.id)
+        .order_by(WebhookDelivery.created_at.desc())
+        .limit(100)
+    )
+    return [
+        {
+            "id": d.id,
+            "task_id": d.task_id,
+            "event_type": d.event_type,
+            "state": d.state,
+            "attempts": d.attempts,
+            "last_status_code": d.last_status_code,
+            "last_error": d.last_error,
+            "created_at": d.created_at,
+            "delivered_at": d.delivered_at,
+            "next_attempt_at": d.next_attempt_at,
+        }
+        for d in rows
+    ]

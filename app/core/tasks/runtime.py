@@ -1,0 +1,127 @@
+"""The per-process task machinery, built in the lifespan and kept on `app.state.tasks`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+
+from app.clients.base import MediaKind
+from app.core.catalog import Catalog, validate_request
+from app.core.config import Settings
+from app.core.encryption import Encryptor
+from app.core.media.storage import MediaStorage, create_media_storage
+from app.core.tasks.events import TaskEventBus
+from app.core.tasks.search import derive_search_key
+from app.core.tasks.service import TaskContext, ValidatedModelRequest, Validator
+from app.core.tasks.upstream import UpstreamRouter
+from app.core.tasks.worker import TaskWorker
+from app.db.session import Database
+from app.models import GenerationTask
+
+logger = logging.getLogger(__name__)
+
+
+def catalog_validator(catalog: Catalog) -> Validator:
+    def validate(
+        *,
+        model_id: str,
+        kind: MediaKind,
+        params: dict[str, Any],
+        images_count: int,
+        has_mask: bool,
+        n: int,
+    ) -> ValidatedModelRequest:
+        """Validate against the catalog (a 422 naming the field). `n` here is the batch size:
+        each task is one upstream call, so the catalog sees one request."""
+        validated = validate_request(
+            catalog,
+            model_id,
+            kind,
+            params=params,
+            images_count=images_count,
+            has_mask=has_mask,
+            n=1,
+        )
+        return ValidatedModelRequest(
+            model=validated.model.id,
+            adapter=validated.adapter,
+            upstream_model=validated.upstream_model,
+            params=dict(validated.params),
+        )
+
+    return validate
+
+
+class TaskRuntime:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        database: Database,
+        encryptor: Encryptor,
+        http: httpx.AsyncClient,
+        catalog: Catalog,
+        storage: MediaStorage | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self.database = database
+        self.encryptor = encryptor
+        self.http = http
+        self.events = TaskEventBus()
+        self.storage = storage or create_media_storage(settings)
+        self.router = UpstreamRouter(settings, http, encryptor)
+        self.search_key = derive_search_key(settings.storage_master_key or "")
+        self.worker = TaskWorker(
+            database=database,
+            encryptor=encryptor,
+            settings=settings,
+            http=http,
+            storage=self.storage,
+            events=self.events,
+            router=self.router,
+        )
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def start(self, *, run_worker: bool) -> None:
+        if run_worker:
+            await self.worker.start()
+
+    async def stop(self) -> None:
+        await self.worker.stop()
+        for job in list(self._background):
+            job.cancel()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    def wake_worker(self) -> None:
+        self.worker.wake()
+
+    def context(self) -> TaskContext:
+        return TaskContext(
+            settings=self.settings,
+            encryptor=self.encryptor,
+            search_key=self.search_key,
+            events=self.events,
+            wake_worker=self.wake_worker,
+            validate=catalog_validator(self.catalog),
+            request_upstream_cancel=self.request_upstream_cancel,
+        )
+
+    def request_upstream_cancel(self, task: GenerationTask) -> None:
+        """Best effort, in the background: a local cancel never waits for the upstream."""
+
+        async def cancel() -> None:
+            try:
+                adapter = self.router.adapter(task.adapter)
+                if getattr(adapter, "supports_cancel", False) and task.upstream_id:
+                    await adapter.cancel(task.upstream_id, self.router.credentials(task))
+            except Exception as exc:
+                logger.info("task %s: upstream cancel failed: %s", task.id, type(exc).__name__)
+
+        job = asyncio.get_running_loop().create_task(cancel())
+        self._background.add(job)
+        job.add_done_callback(self._background.discard)

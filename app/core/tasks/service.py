@@ -1,0 +1,571 @@
+"""Generation tasks as users see them: create, list/search, update, cancel, retry, delete.
+
+The worker (`app/core/tasks/worker.py`) drives tasks through their states; this module only
+creates them and makes user-initiated transitions, each a compare-and-swap on `status`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, String, cast, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.clients.base import MediaKind, TaskStatus
+from app.core.config import Settings
+from app.core.encryption import DecryptionError, Encryptor
+from app.core.errors import Conflict, NotFound, ValidationFailed
+from app.core.quota import release
+from app.core.tasks.events import TaskEvent, TaskEventBus
+from app.core.tasks.payload import TaskPayload, image_ref
+from app.core.tasks.search import index_terms, query_terms
+from app.db.base import new_uuid, utcnow
+from app.db.session import after_commit
+from app.models import GenerationTask, IdempotencyKey, Media, TaskSearchTerm
+from app.models.schemas.tasks import MediaOut, TaskCreate, TaskError, TaskOut, TaskUpdate
+
+ACTIVE_STATUSES = (TaskStatus.QUEUED.value, TaskStatus.IN_PROGRESS.value)
+IDEMPOTENCY_TTL = timedelta(hours=24)
+SORTS = {"created", "-created", "title", "-title"}
+
+
+@dataclass(frozen=True)
+class ValidatedModelRequest:
+    model: str
+    adapter: str
+    upstream_model: str
+    params: dict[str, Any]
+
+
+Validator = Callable[..., ValidatedModelRequest]
+
+
+@dataclass
+class TaskContext:
+    """What task operations need besides the session (built per request from app.state)."""
+
+    settings: Settings
+    encryptor: Encryptor
+    search_key: bytes
+    events: TaskEventBus
+    wake_worker: Callable[[], None]
+    validate: Validator
+    request_upstream_cancel: Callable[[GenerationTask], None]
+
+
+@dataclass
+class CreateResult:
+    tasks: list[GenerationTask]
+    replayed: bool  # an Idempotency-Key replay: the same tasks as the first time
+
+
+@dataclass
+class ListQuery:
+    page: int = 1
+    size: int = 20
+    search: str | None = None
+    model: str | None = None
+    status: list[str] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    tags: list[str] | None = None
+    favorite: bool | None = None
+    sort: str = "-created"
+
+
+def _request_hash(kind: str, body: TaskCreate, extra: dict[str, Any] | None) -> str:
+    canonical = json.dumps(
+        {"kind": kind, "body": body.model_dump(mode="json"), "extra": extra or {}},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _public_event(task: GenerationTask, event_type: str) -> TaskEvent:
+    return TaskEvent(
+        user_id=task.user_id,
+        task_id=task.id,
+        type=event_type,
+        data={
+            "id": task.id,
+            "object": task.kind,
+            "model": task.model,
+            "status": task.status,
+            "progress": task.progress,
+            "title": task.title,
+            "error_code": task.error_code,
+            "updated_at": task.updated_at.isoformat(),
+        },
+    )
+
+
+def announce(db: AsyncSession, ctx: TaskContext, task: GenerationTask, event_type: str) -> None:
+    """Publish an event about `task` once the current transaction commits."""
+    event = _public_event(task, event_type)
+    after_commit(db, lambda: ctx.events.publish(event))
+
+
+async def _replay_idempotent(
+    db: AsyncSession, user_id: str, key: str, request_hash: str
+) -> list[GenerationTask] | None:
+    record = await db.scalar(
+        select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+    )
+    if record is None:
+        return None
+    if record.created_at < utcnow() - IDEMPOTENCY_TTL:
+        await db.delete(record)
+        await db.flush()
+        return None
+    if record.request_hash != request_hash:
+        raise Conflict(
+            "This Idempotency-Key was already used with a different request body",
+            code="idempotency_key_reused",
+        )
+    ids = [str(i) for i in record.task_ids]
+    rows = (await db.scalars(select(GenerationTask).where(GenerationTask.id.in_(ids)))).all()
+    by_id = {t.id: t for t in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+async def create_tasks(
+    db: AsyncSession,
+    ctx: TaskContext,
+    *,
+    user_id: str,
+    kind: MediaKind,
+    body: TaskCreate,
+    upstream_key: str | None = None,
+    idempotency_key: str | None = None,
+    uploaded_images: Sequence[str] = (),
+    uploaded_mask: str | None = None,
+    retry_of: str | None = None,
+) -> CreateResult:
+    """Validate against the catalog and insert `body.n` queued tasks (one transaction)."""
+    images = [image_ref(v) for v in body.images] + [image_ref(v) for v in uploaded_images]
+    mask_value = uploaded_mask or body.mask
+    validated = ctx.validate(
+        model_id=body.model,
+        kind=kind,
+        params=body.params,
+        images_count=len(images),
+        has_mask=mask_value is not None,
+        n=body.n,
+    )
+    if body.webhook_url is not None:
+        from app.core.webhooks import check_webhook_url
+
+        await check_webhook_url(body.webhook_url, ctx.settings)
+
+    request_hash = None
+    if idempotency_key:
+        if len(idempotency_key) > 255:
+            raise ValidationFailed(
+                "Idempotency-Key is longer than 255 characters",
+                details=[{"field": "Idempotency-Key", "message": "at most 255 characters"}],
+            )
+        extra = {"uploads": [hashlib.sha256(v.encode()).hexdigest() for v in uploaded_images]}
+        if uploaded_mask:
+            extra["mask"] = [hashlib.sha256(uploaded_mask.encode()).hexdigest()]
+        request_hash = _request_hash(kind, body, extra)
+        replay = await _replay_idempotent(db, user_id, idempotency_key, request_hash)
+        if replay is not None:
+            return CreateResult(tasks=replay, replayed=True)
+
+    payload = TaskPayload(
+        prompt=body.prompt,
+        params=validated.params,
+        upstream_model=validated.upstream_model,
+        images=images,
+        mask=image_ref(mask_value, role="mask") if mask_value else None,
+        webhook_url=body.webhook_url,
+    )
+    now = utcnow()
+    deadline = now + timedelta(minutes=ctx.settings.task_deadline_minutes)
+    encrypted_payload = ctx.encryptor.encrypt_json(payload.to_json())
+    encrypted_key = ctx.encryptor.encrypt_text(upstream_key) if upstream_key else None
+    terms = index_terms(ctx.search_key, body.prompt)
+    batch_id = new_uuid() if body.n > 1 else None
+    tasks: list[GenerationTask] = []
+    for _ in range(body.n):
+        task = GenerationTask(
+            id=new_uuid(),
+            user_id=user_id,
+            kind=kind,
+            model=validated.model,
+            adapter=validated.adapter,
+            status=TaskStatus.QUEUED.value,
+            submit_state="pending",
+            progress=0,
+            title=body.title,
+            tags=list(body.tags),
+            favorite=False,
+            batch_id=batch_id,
+            retry_of=retry_of,
+            request_encrypted=encrypted_payload,
+            upstream_key_encrypted=encrypted_key,
+            deadline_at=deadline,
+            next_poll_at=now,
+            has_webhook=body.webhook_url is not None,
+            created_at=now,
+            updated_at=now,
+        )
+        db.add(task)
+        tasks.append(task)
+    await db.flush()
+    if terms:
+        await db.execute(
+            insert(TaskSearchTerm),
+            [{"task_id": t.id, "term": term, "user_id": user_id} for t in tasks for term in terms],
+        )
+    if idempotency_key and request_hash:
+        try:
+            async with db.begin_nested():
+                db.add(
+                    IdempotencyKey(
+                        user_id=user_id,
+                        key=idempotency_key,
+                        request_hash=request_hash,
+                        task_ids=[t.id for t in tasks],
+                    )
+                )
+        except IntegrityError:
+            # A concurrent request with the same key won the race; answer as its replay.
+            for task in tasks:
+                await db.delete(task)
+            await db.flush()
+            replay = await _replay_idempotent(db, user_id, idempotency_key, request_hash)
+            if replay is None:
+                raise Conflict("Idempotency-Key is being used concurrently") from None
+            return CreateResult(tasks=replay, replayed=True)
+    for task in tasks:
+        announce(db, ctx, task, "task.created")
+    after_commit(db, ctx.wake_worker)
+    return CreateResult(tasks=tasks, replayed=False)
+
+
+async def get_task(
+    db: AsyncSession, user_id: str, task_id: str, kind: MediaKind | None = None
+) -> GenerationTask:
+    query = select(GenerationTask).where(
+        GenerationTask.id == task_id, GenerationTask.user_id == user_id
+    )
+    if kind is not None:
+        query = query.where(GenerationTask.kind == kind)
+    task = await db.scalar(query)
+    if task is None:
+        raise NotFound(f"No {kind or 'task'} with id {task_id}", code="task_not_found")
+    return task
+
+
+def _filtered(query: Select[Any], ctx: TaskContext, user_id: str, q: ListQuery) -> Select[Any]:
+    if q.model:
+        query = query.where(GenerationTask.model == q.model)
+    if q.status:
+        query = query.where(GenerationTask.status.in_(q.status))
+    if q.created_after:
+        query = query.where(GenerationTask.created_at >= q.created_after)
+    if q.created_before:
+        query = query.where(GenerationTask.created_at < q.created_before)
+    if q.favorite is not None:
+        query = query.where(GenerationTask.favorite.is_(q.favorite))
+    for tag in q.tags or []:
+        # Tags are a JSON list; each is stored as its JSON string form, so look for exactly that.
+        query = query.where(
+            cast(GenerationTask.tags, String).contains(json.dumps(tag), autoescape=True)
+        )
+    if q.search and q.search.strip():
+        text = q.search.strip()
+        conditions = [GenerationTask.title.ilike(f"%{_escape_like(text)}%", escape="\\")]
+        terms = query_terms(ctx.search_key, text)
+        if terms:
+            matching = (
+                select(TaskSearchTerm.task_id)
+                .where(TaskSearchTerm.user_id == user_id, TaskSearchTerm.term.in_(terms))
+                .group_by(TaskSearchTerm.task_id)
+                .having(func.count(TaskSearchTerm.term.distinct()) == len(terms))
+            )
+            conditions.append(GenerationTask.id.in_(matching))
+        query = query.where(or_(*conditions))
+    return query
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def list_tasks(
+    db: AsyncSession, ctx: TaskContext, user_id: str, kind: MediaKind | None, q: ListQuery
+) -> tuple[list[GenerationTask], int]:
+    if q.sort not in SORTS:
+        raise ValidationFailed(
+            "Unknown sort",
+            details=[{"field": "sort", "message": "unknown sort", "allowed": sorted(SORTS)}],
+        )
+    base = select(GenerationTask).where(GenerationTask.user_id == user_id)
+    if kind is not None:
+        base = base.where(GenerationTask.kind == kind)
+    base = _filtered(base, ctx, user_id, q)
+    total = await db.scalar(select(func.count()).select_from(base.order_by(None).subquery()))
+    order: list[Any]
+    if q.sort == "created":
+        order = [GenerationTask.created_at.asc(), GenerationTask.id.asc()]
+    elif q.sort == "-created":
+        order = [GenerationTask.created_at.desc(), GenerationTask.id.desc()]
+    elif q.sort == "title":
+        order = [GenerationTask.title.is_(None), GenerationTask.title.asc(), GenerationTask.id]
+    else:
+        order = [GenerationTask.title.is_(None), GenerationTask.title.desc(), GenerationTask.id]
+    rows = await db.scalars(base.order_by(*order).offset((q.page - 1) * q.size).limit(q.size))
+    return list(rows.all()), int(total or 0)
+
+
+def page_count(total: int, size: int) -> int:
+    return max(1, math.ceil(total / size)) if size else 1
+
+
+async def media_for(db: AsyncSession, task_ids: Sequence[str]) -> dict[str, list[Media]]:
+    result: dict[str, list[Media]] = {tid: [] for tid in task_ids}
+    if not task_ids:
+        return result
+    rows = await db.scalars(
+        select(Media).where(Media.task_id.in_(task_ids)).order_by(Media.task_id, Media.position)
+    )
+    for media in rows:
+        if media.state != "pending":
+            result.setdefault(media.task_id, []).append(media)
+    return result
+
+
+def media_out(task: GenerationTask, media: Media, api_prefix: str = "/api/v1") -> MediaOut:
+    base = f"{api_prefix}/{task.kind}s/{task.id}/media/{media.id}"
+    stored = media.state == "stored"
+    return MediaOut(
+        id=media.id,
+        state=media.state,
+        reason=media.reason,
+        reason_message=media.reason_message,
+        content_type=media.content_type,
+        bytes=media.bytes,
+        width=media.width,
+        height=media.height,
+        duration_seconds=media.duration_seconds,
+        sha256=media.sha256,
+        url=f"{base}/content" if stored else None,
+        thumbnail_url=f"{base}/thumbnail" if stored and media.thumbnail_key else None,
+    )
+
+
+def task_out(task: GenerationTask, media: Sequence[Media], encryptor: Encryptor) -> TaskOut:
+    prompt: str | None = None
+    params: dict[str, Any] = {}
+    decryption_error: str | None = None
+    error: TaskError | None = None
+    try:
+        payload = TaskPayload.from_json(encryptor.decrypt_json(task.request_encrypted))
+        prompt, params = payload.prompt, payload.params
+    except (DecryptionError, ValueError) as exc:
+        decryption_error = str(exc)
+    if task.error_code:
+        message = task.error_code.replace("_", " ")
+        if task.error_message_encrypted:
+            try:
+                message = encryptor.decrypt_text(task.error_message_encrypted)
+            except DecryptionError as exc:
+                decryption_error = str(exc)
+        error = TaskError(code=task.error_code, message=message)
+    return TaskOut(
+        id=task.id,
+        object=task.kind,
+        model=task.model,
+        status=TaskStatus(task.status),
+        progress=task.progress,
+        prompt=prompt,
+        title=task.title,
+        params=params,
+        created_at=task.created_at,
+        submitted_at=task.submitted_at,
+        started_at=task.started_at,
+        completed_at=task.completed_at,
+        error=error,
+        media=[media_out(task, m) for m in media],
+        tags=list(task.tags or []),
+        favorite=task.favorite,
+        batch_id=task.batch_id,
+        retry_of=task.retry_of,
+        webhook=task.has_webhook,
+        decryption_error=decryption_error,
+    )
+
+
+async def tasks_out(
+    db: AsyncSession, encryptor: Encryptor, tasks: Sequence[GenerationTask]
+) -> list[TaskOut]:
+    media = await media_for(db, [t.id for t in tasks])
+    return [task_out(t, media.get(t.id, []), encryptor) for t in tasks]
+
+
+async def update_task(
+    db: AsyncSession, ctx: TaskContext, task: GenerationTask, body: TaskUpdate
+) -> GenerationTask:
+    changes = body.model_dump(exclude_unset=True)
+    if "title" in changes:
+        task.title = changes["title"]
+    if changes.get("tags") is not None:
+        task.tags = list(changes["tags"])
+    if changes.get("favorite") is not None:
+        task.favorite = bool(changes["favorite"])
+    task.updated_at = utcnow()
+    await db.flush()
+    announce(db, ctx, task, "task.updated")
+    return task
+
+
+async def cancel_task(db: AsyncSession, ctx: TaskContext, task: GenerationTask) -> bool:
+    """Cancel a running task locally (always works). Returns False when it had already ended.
+
+    The worker's own compare-and-swap then fails, so a late upstream result is discarded; the
+    worker asks the upstream to cancel too where the adapter supports it.
+    """
+    now = utcnow()
+    result = await db.execute(
+        update(GenerationTask)
+        .where(GenerationTask.id == task.id, GenerationTask.status.in_(ACTIVE_STATUSES))
+        .values(
+            status=TaskStatus.CANCELLED.value,
+            error_code="cancelled",
+            error_message_encrypted=None,
+            completed_at=now,
+            updated_at=now,
+            next_poll_at=None,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        return False
+    await db.refresh(task)
+    from app.core.webhooks import enqueue_terminal_webhook
+
+    await enqueue_terminal_webhook(db, ctx.encryptor, task)
+    announce(db, ctx, task, "task.cancelled")
+    if task.upstream_id:
+        snapshot = GenerationTask(
+            id=task.id,
+            adapter=task.adapter,
+            upstream_id=task.upstream_id,
+            upstream_key_encrypted=task.upstream_key_encrypted,
+        )
+        after_commit(db, lambda: ctx.request_upstream_cancel(snapshot))
+    return True
+
+
+async def delete_task(
+    db: AsyncSession, ctx: TaskContext, task: GenerationTask, removed_keys: list[str]
+) -> None:
+    """Cancel if running, delete media rows (releasing their quota once), delete the task.
+
+    Storage keys of deleted media are appended to `removed_keys`; the caller deletes the files
+    after the commit (a crash in between leaves an orphan file, never a dangling row).
+    """
+    if task.status in ACTIVE_STATUSES:
+        await cancel_task(db, ctx, task)
+    deleted = await db.execute(
+        delete(Media)
+        .where(Media.task_id == task.id)
+        .returning(
+            Media.bytes, Media.thumbnail_bytes, Media.storage_key, Media.thumbnail_key, Media.state
+        )
+    )
+    released = 0
+    for nbytes, thumb_bytes, key, thumb_key, state in deleted.all():
+        if state in ("stored", "pending"):
+            released += int(nbytes or 0) + int(thumb_bytes or 0)
+        removed_keys.extend(k for k in (key, thumb_key) if k)
+    if released:
+        await release(db, task.user_id, released)
+    await db.execute(delete(GenerationTask).where(GenerationTask.id == task.id))
+    after_commit(
+        db,
+        lambda: ctx.events.publish(
+            TaskEvent(task.user_id, task.id, "task.deleted", {"id": task.id, "object": task.kind})
+        ),
+    )
+
+
+async def bulk_delete(
+    db: AsyncSession, ctx: TaskContext, user_id: str, ids: Sequence[str], removed_keys: list[str]
+) -> tuple[list[str], list[str]]:
+    unique_ids = list(dict.fromkeys(ids))
+    rows = (
+        await db.scalars(
+            select(GenerationTask).where(
+                GenerationTask.user_id == user_id, GenerationTask.id.in_(unique_ids)
+            )
+        )
+    ).all()
+    found = {t.id: t for t in rows}
+    for task in rows:
+        await delete_task(db, ctx, task, removed_keys)
+    return [i for i in unique_ids if i in found], [i for i in unique_ids if i not in found]
+
+
+async def retry_task(db: AsyncSession, ctx: TaskContext, task: GenerationTask) -> GenerationTask:
+    """A new task with the same request (same model, prompt, params, inputs)."""
+    payload = TaskPayload.from_json(ctx.encryptor.decrypt_json(task.request_encrypted))
+    now = utcnow()
+    clone = GenerationTask(
+        id=str(uuid.uuid4()),
+        user_id=task.user_id,
+        kind=task.kind,
+        model=task.model,
+        adapter=task.adapter,
+        status=TaskStatus.QUEUED.value,
+        submit_state="pending",
+        progress=0,
+        title=task.title,
+        tags=list(task.tags or []),
+        favorite=False,
+        retry_of=task.id,
+        request_encrypted=ctx.encryptor.encrypt_json(payload.to_json()),
+        upstream_key_encrypted=task.upstream_key_encrypted,
+        deadline_at=now + timedelta(minutes=ctx.settings.task_deadline_minutes),
+        next_poll_at=now,
+        has_webhook=payload.webhook_url is not None,
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(clone)
+    await db.flush()
+    terms = index_terms(ctx.search_key, payload.prompt)
+    if terms:
+        await db.execute(
+            insert(TaskSearchTerm),
+            [{"task_id": clone.id, "term": term, "user_id": task.user_id} for term in terms],
+        )
+    announce(db, ctx, clone, "task.created")
+    after_commit(db, ctx.wake_worker)
+    return clone
+
+
+async def get_media(
+    db: AsyncSession, user_id: str, task_id: str, media_id: str | None, kind: MediaKind | None
+) -> tuple[GenerationTask, Media]:
+    task = await get_task(db, user_id, task_id, kind)
+    query = select(Media).where(Media.task_id == task.id, Media.state == "stored")
+    if media_id is not None:
+        query = query.where(Media.id == media_id)
+    media = await db.scalar(query.order_by(Media.position).limit(1))
+    if media is None:
+        raise NotFound("No stored media for this task", code="media_not_found")
+    return task, media
