@@ -7,6 +7,7 @@ import logging
 import sys
 
 import typer
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
@@ -14,7 +15,15 @@ from app.cli.base import cli, configure_logging, load_settings
 from app.core.config import Settings
 from app.core.encryption import Encryptor
 from app.core.key_rotation import DEFAULT_BATCH_SIZE, RotationSummary, count_rows, rotate_all
+from app.core.tasks.reindex import reindex_search_terms
 from app.db.session import Database
+from app.models import GenerationTask
+
+
+async def count_tasks(database: Database) -> int:
+    async with database.session() as db:
+        return int(await db.scalar(select(func.count()).select_from(GenerationTask)) or 0)
+
 
 # Listing every failed row would drown the terminal when, say, a key was dropped too early.
 MAX_PRINTED_FAILURES = 50
@@ -31,7 +40,18 @@ async def _rotate(settings: Settings, batch_size: int) -> RotationSummary:
                 bar.set_description(table)
                 bar.update(rows)
 
-            return await rotate_all(database, encryptor, batch_size=batch_size, progress=advance)
+            summary = await rotate_all(database, encryptor, batch_size=batch_size, progress=advance)
+        # The prompt search index is keyed by the primary key too: rebuild it.
+        tasks = await count_tasks(database)
+        with tqdm(total=tasks, unit="task", desc="search index", file=sys.stderr) as bar:
+            await reindex_search_terms(
+                database,
+                encryptor,
+                settings.storage_master_key or "",
+                batch_size=batch_size,
+                progress=bar.update,
+            )
+        return summary
     finally:
         await database.dispose()
 

@@ -60,6 +60,7 @@ SIMULATOR_BASE_URL = "http://simulator.internal"
 USER_AGENT = "genapi/0.1"
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
+_SNIPPET_SOURCE_CHARS = 4096
 _HTML_TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _TAG_RE = re.compile(r"<[^>]+>")
 # Header values httpx can send as-is; anything else would make it raise with the value in the
@@ -186,12 +187,13 @@ def transport_error(exc: Exception, *, upstream: str) -> UpstreamError:
 
 def _looks_like_html(response: httpx.Response, text: str) -> bool:
     content_type = response.headers.get("content-type", "").lower()
-    head = text.lstrip()[:15].lower()
+    head = text[:512].lstrip()[:15].lower()
     return "html" in content_type or head.startswith(("<!doctype", "<html", "<head", "<body"))
 
 
 def _snippet(response: httpx.Response, secret: str) -> str:
-    text = response.text
+    # Bodies can be megabytes of base64; a snippet never needs more than the head.
+    text = response.text[:_SNIPPET_SOURCE_CHARS]
     if _looks_like_html(response, text):
         match = _HTML_TITLE_RE.search(text)
         text = match.group(1) if match else _TAG_RE.sub(" ", text)
@@ -217,8 +219,8 @@ def response_error(response: httpx.Response, *, upstream: str, secret: str) -> U
     if status == 408:
         return UpstreamUnavailable(reason or "the upstream timed out the request", **common)
     if 400 <= status < 500:
-        return UpstreamRejected(reason or f"the upstream rejected the request (HTTP {status})",
-                                **common)  # fmt: skip
+        fallback = f"the upstream rejected the request (HTTP {status})"
+        return UpstreamRejected(reason or fallback, **common)
     if status >= 500:
         detail = reason or (f"error page: {snippet}" if snippet else None)
         return UpstreamUnavailable(detail, **common)
@@ -345,7 +347,10 @@ class HttpAdapter:
                 status_code=response.status_code,
                 body_snippet=_snippet(response, secret),
             ) from None
-        logger.debug("%s %s %s body: %s", self.name, method, log_path, _snippet(response, secret))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s %s body: %s", self.name, method, log_path, _snippet(response, secret)
+            )
         return payload
 
     # ---------------------------------------------------------------------------------------
@@ -423,7 +428,24 @@ class HttpAdapter:
 
 
 class TaskAdapter(HttpAdapter):
-    """Create with one POST, then poll `status_path(id)`: the aggregator video families."""
+    """Create with one POST, then poll `status_path(id)`: the aggregator video families.
+
+    The reference documents no cancel endpoint for these aggregators, so by default `cancel` is
+    a no-op (`supports_cancel` False). `cancel_via_delete=True` sends `DELETE status_path(id)`
+    instead, for aggregators (and the built-in simulator) that offer it.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        cancel_via_delete: bool = False,
+        poll_retry: RetryPolicy | None = None,
+        submit_retry: RetryPolicy | None = None,
+        timeout: httpx.Timeout | float | None = None,
+    ) -> None:
+        super().__init__(http, poll_retry=poll_retry, submit_retry=submit_retry, timeout=timeout)
+        self.supports_cancel = cancel_via_delete
 
     def create_path(self, request: GenerationRequest) -> str:
         raise NotImplementedError
@@ -463,7 +485,16 @@ class TaskAdapter(HttpAdapter):
         )
 
     async def cancel(self, upstream_id: str, credentials: UpstreamCredentials) -> None:
-        """No cancel endpoint on these aggregators: the engine stops polling and marks it."""
+        """A no-op unless `cancel_via_delete`; then a task already gone (404/405) is fine."""
+        if not self.supports_cancel:
+            return None
+        try:
+            await self.send_idempotent(
+                "DELETE", self.status_path(upstream_id), credentials, allow_empty=True
+            )
+        except UpstreamRejected as exc:
+            if exc.status_code not in (404, 405):
+                raise
         return None
 
 

@@ -124,7 +124,10 @@ def normalize_status(
         status = TaskStatus.COMPLETED
     elif status is None:
         if word is not None:
-            logger.info("upstream status word %r not recognised; still polling", word)
+            logger.info(
+                "upstream status word %r not recognised; still polling",
+                sanitize_reason(word, secret, limit=_MAX_WORD_LOG),
+            )
         if results:
             # Synchronous answers (images) carry results and no status word at all.
             status = TaskStatus.COMPLETED

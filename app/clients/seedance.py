@@ -1,7 +1,8 @@
 """Seedance through an aggregator: text-, image- or frames-to-video under `/v1/video/seedance`.
 
 The mode follows the images: `first_frame`/`last_frame` roles (or two images) -> frames,
-one image -> image, none -> text. Status at `GET /v1/video/seedance/tasks/{id}`; no cancel.
+one image -> image, none -> text. Status at `GET /v1/video/seedance/tasks/{id}`; cancel only
+with `cancel_via_delete` (see `TaskAdapter`).
 
 Aggregators disagree on the ratio field (`ratio` like ByteDance Ark, or `aspect_ratio`), so
 by default both are sent with the same value; `ratio_fields` narrows that per deployment.
@@ -42,11 +43,18 @@ class SeedanceAdapter(TaskAdapter):
         http: httpx.AsyncClient,
         *,
         ratio_fields: tuple[str, ...] = DEFAULT_RATIO_FIELDS,
+        cancel_via_delete: bool = False,
         poll_retry: RetryPolicy | None = None,
         submit_retry: RetryPolicy | None = None,
         timeout: httpx.Timeout | float | None = None,
     ) -> None:
-        super().__init__(http, poll_retry=poll_retry, submit_retry=submit_retry, timeout=timeout)
+        super().__init__(
+            http,
+            cancel_via_delete=cancel_via_delete,
+            poll_retry=poll_retry,
+            submit_retry=submit_retry,
+            timeout=timeout,
+        )
         self.ratio_fields = ratio_fields
 
     @staticmethod

@@ -107,8 +107,8 @@ class FakeUpstream:
             parsed = await request.form()
             for key, value in parsed.multi_items():
                 if isinstance(value, UploadFile):
-                    content = await value.read()
-                    form.append((key, FakeFile(value.filename, content, value.content_type)))
+                    data = await value.read()
+                    form.append((key, FakeFile(value.filename, data, value.content_type)))
                 else:
                     form.append((key, value))
         with self._lock:

@@ -137,7 +137,7 @@ def test_response_error_keeps_reason_and_drops_html() -> None:
             502,
             text="<!DOCTYPE html><html><head><title>Bad Gateway</title></head>"
             "<body><script>x()</script></body></html>",
-        ),  # fmt: skip
+        ),
         upstream="images",
         secret=SECRET,
     )

@@ -50,10 +50,17 @@ class Harness:
     simulator: Simulator
     clock: FakeClock
     base_url: str
-    transport: str
+    # None: real HTTP to base_url.
+    transport: httpx.AsyncBaseTransport | None = None
 
     def configure(self, **changes: Any) -> None:
         self.simulator.configure(**changes)
+
+    def anonymous(self, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+        """A client to the same simulator without the default bearer key."""
+        return httpx.AsyncClient(
+            transport=self.transport, base_url=self.base_url, headers=headers or {}
+        )
 
 
 class LiveServer:
@@ -116,7 +123,7 @@ def live_server() -> Iterator[LiveServer]:
 async def live(live_server: LiveServer) -> AsyncIterator[Harness]:
     live_server.reset()
     async with httpx.AsyncClient(base_url=live_server.base_url, headers=AUTH) as client:
-        yield Harness(client, live_server.simulator, live_server.clock, live_server.base_url, "http")
+        yield Harness(client, live_server.simulator, live_server.clock, live_server.base_url)
 
 
 @pytest.fixture
@@ -125,7 +132,7 @@ async def asgi() -> AsyncIterator[Harness]:
     app = create_simulator_app(make_config(), clock=clock)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=ASGI_BASE, headers=AUTH) as client:
-        yield Harness(client, app.state.simulator, clock, ASGI_BASE, "asgi")
+        yield Harness(client, app.state.simulator, clock, ASGI_BASE, transport)
 
 
 @pytest.fixture(params=["http", "asgi"])
@@ -137,9 +144,12 @@ def sim(request: pytest.FixtureRequest) -> Harness:
 
 def decodable_video_frames(data: bytes) -> int:
     """How many video frames PyAV decodes from MP4 bytes (raises if it is not a video)."""
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         assert container.streams.video, "no video stream"
-        return sum(1 for _ in container.decode(video=0))
+        frames = 0
+        for _ in container.decode(video=0):
+            frames += 1
+        return frames
 
 
 def open_image(data: bytes) -> Image.Image:
@@ -148,7 +158,9 @@ def open_image(data: bytes) -> Image.Image:
     return image
 
 
-def png_bytes(width: int = 40, height: int = 30, colour: tuple[int, int, int] = (200, 10, 10)) -> bytes:
+def png_bytes(
+    width: int = 40, height: int = 30, colour: tuple[int, int, int] = (200, 10, 10)
+) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
     return buffer.getvalue()

@@ -44,7 +44,9 @@ async def poll_sora(sim: Harness, task_id: str) -> dict[str, Any]:
         ("[sim:cancelled]", "cancelled", "task was cancelled upstream (simulated)"),
     ],
 )
-async def test_unsuccessful_outcomes(sim: Harness, directive: str, status: str, reason: str) -> None:
+async def test_unsuccessful_outcomes(
+    sim: Harness, directive: str, status: str, reason: str
+) -> None:
     task_id = await create_sora(sim, f"outcome {directive}")
     assert (await poll_sora(sim, task_id))["status"] == "queued"
     sim.clock.advance(10)
@@ -132,7 +134,11 @@ async def test_malformed_json(sim: Harness) -> None:
 async def test_envelope_error(asgi: Harness) -> None:
     response = await asgi.client.post(SORA, json=sora_body("envelope [sim:envelope-error]"))
     assert response.status_code == 200
-    assert response.json() == {"code": "error", "message": "upstream busy (simulated)", "data": None}
+    assert response.json() == {
+        "code": "error",
+        "message": "upstream busy (simulated)",
+        "data": None,
+    }
 
 
 async def test_accepted_500_creates_the_task_anyway(asgi: Harness) -> None:
@@ -267,10 +273,11 @@ async def test_seeded_random_faults_are_reproducible() -> None:
         app = create_simulator_app(config, clock=FakeClock(START))
         transport = httpx.ASGITransport(app=app)
         headers = {"Authorization": "Bearer sim-test-key"}
-        async with httpx.AsyncClient(transport=transport, base_url="http://s", headers=headers) as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://s", headers=headers
+        ) as c:
             return [
-                (await c.post(SORA, json=sora_body(f"r{index}"))).status_code
-                for index in range(20)
+                (await c.post(SORA, json=sora_body(f"r{index}"))).status_code for index in range(20)
             ]
 
     first, second = await run(), await run()

@@ -58,7 +58,9 @@ async def test_b64_json_mode(sim: Harness) -> None:
         ({"size": "200x100"}, (200, 100)),
     ],
 )
-async def test_size_and_aspect_ratio(asgi: Harness, fields: dict[str, str], expected: tuple[int, int]) -> None:
+async def test_size_and_aspect_ratio(
+    asgi: Harness, fields: dict[str, str], expected: tuple[int, int]
+) -> None:
     response = await asgi.client.post(
         "/v1/images/generations",
         json={"model": "nano-banana-2", "prompt": "sized", "response_format": "b64_json", **fields},
@@ -182,7 +184,8 @@ async def test_image_fail_directive(asgi: Harness) -> None:
 
 async def test_image_expired_url_directive(asgi: Harness) -> None:
     response = await asgi.client.post(
-        "/v1/images/generations", json={"model": "dall-e-3", "prompt": "short lived [sim:expired-url]"}
+        "/v1/images/generations",
+        json={"model": "dall-e-3", "prompt": "short lived [sim:expired-url]"},
     )
     url = response.json()["data"][0]["url"]
     assert (await asgi.client.get(url)).status_code == 404

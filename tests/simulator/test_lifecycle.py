@@ -122,13 +122,15 @@ async def test_family_lifecycle(
     assert seen_progress == sorted(seen_progress)
     if seen_progress:
         assert len(set(seen_progress)) == len(seen_progress)
-        assert 0 < seen_progress[0] and seen_progress[-1] < 100
+        assert seen_progress[0] > 0
+        assert seen_progress[-1] < 100
 
     sim.clock.advance(5)
     done = unwrap((await sim.client.get(path)).json())
     assert done["status"] == words[2]
     url = result(done)
-    assert url.startswith(sim.base_url + "/media/") and url.endswith(".mp4")
+    assert url.startswith(sim.base_url + "/media/")
+    assert url.endswith(".mp4")
 
     media = await sim.client.get(url)
     assert media.status_code == 200

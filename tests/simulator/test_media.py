@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from tests.simulator.conftest import Harness, decodable_video_frames, open_image
@@ -35,7 +34,12 @@ async def test_images_open_with_pillow_at_requested_size(
 ) -> None:
     response = await sim.client.post(
         "/v1/images/generations",
-        json={"model": "gpt-image-1", "prompt": "pic", "size": "96x64", "output_format": output_format},
+        json={
+            "model": "gpt-image-1",
+            "prompt": "pic",
+            "size": "96x64",
+            "output_format": output_format,
+        },
     )
     assert response.status_code == 200, response.text
     url = response.json()["data"][0]["url"]
@@ -140,9 +144,9 @@ async def test_expire_media_control_endpoint(asgi: Harness) -> None:
     assert (await asgi.client.get(url)).status_code == 404
 
 
-async def test_media_needs_no_key_but_wrong_extension_is_404(live: Harness) -> None:
-    url = await _completed_video_url(live)
-    async with httpx.AsyncClient(base_url=live.base_url) as anonymous:
+async def test_media_needs_no_key_but_wrong_extension_is_404(sim: Harness) -> None:
+    url = await _completed_video_url(sim)
+    async with sim.anonymous() as anonymous:
         assert (await anonymous.get(url)).status_code == 200
         assert (await anonymous.get(url.replace(".mp4", ".png"))).status_code == 404
         assert (await anonymous.get("/media/unknown.mp4")).status_code == 404

@@ -20,17 +20,18 @@ from app.core.media.download import (
 from app.core.media.errors import MediaForbiddenHost
 
 
-def fixed_resolver(answers: dict[str, list[str]]):  # type: ignore[no-untyped-def]
-    calls: list[tuple[str, int]] = []
+class FixedResolver:
+    """DNS answers from a table; unknown names fail like getaddrinfo does."""
 
-    async def resolve(host: str, port: int) -> list[str]:
-        calls.append((host, port))
-        if host not in answers:
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, int]] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.calls.append((host, port))
+        if host not in self.answers:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return answers[host]
-
-    resolve.calls = calls  # type: ignore[attr-defined]
-    return resolve
+        return self.answers[host]
 
 
 async def no_dns(host: str, port: int) -> list[str]:
@@ -94,7 +95,7 @@ async def test_non_http_schemes_and_hostless_urls_are_refused(url: str) -> None:
 
 
 async def test_any_private_answer_refuses_the_host() -> None:
-    resolver = fixed_resolver(
+    resolver = FixedResolver(
         {"mixed.test": ["93.184.215.14", "10.1.2.3"], "public.test": ["93.184.215.14"]}
     )
     policy = DownloadPolicy(resolver=resolver)
@@ -120,7 +121,7 @@ async def test_decimal_ip_notation_is_resolved_and_refused() -> None:
 async def test_unresolvable_host_is_a_transient_resolution_error() -> None:
     with pytest.raises(HostResolutionError) as info:
         await check_url_allowed(
-            "https://nowhere.test/x", DownloadPolicy(resolver=fixed_resolver({}))
+            "https://nowhere.test/x", DownloadPolicy(resolver=FixedResolver({}))
         )
     assert info.value.transient is True
 
@@ -145,7 +146,7 @@ async def test_exempt_hosts_skip_dns_and_the_address_check() -> None:
     everything_private = DownloadPolicy(
         trusted_hosts=trusted,
         allowed_hosts=allowed,
-        resolver=fixed_resolver({"corp.test": ["10.9.9.9"], "evilcorp.test": ["10.9.9.9"]}),
+        resolver=FixedResolver({"corp.test": ["10.9.9.9"], "evilcorp.test": ["10.9.9.9"]}),
     )
     for url in ["http://corp.test/x", "http://evilcorp.test/x", "http://10.0.0.2/x"]:
         with pytest.raises(MediaForbiddenHost):
