@@ -34,6 +34,9 @@ lint: sync
 	$(UV) run ruff format --check .
 	$(UV) run mypy app
 
+bench: sync
+	$(UV) run python -m bench $(BENCH_ARGS)
+
 format: sync
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .

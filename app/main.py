@@ -15,8 +15,10 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import health, pages
+from app.api.openai import openai_router
 from app.api.v1.router import api_router
 from app.clients.http import build_http_client
+from app.core.backup import BackupScheduler
 from app.core.catalog import get_catalog
 from app.core.config import Settings, get_settings
 from app.core.encryption import Encryptor
@@ -65,11 +67,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.tasks = tasks
     await tasks.start(run_worker=settings.run_worker)
+    backups: BackupScheduler | None = None
+    if settings.backup_enabled:
+        # Every process may start one; a leader lock lets only one of the fleet run backups.
+        backups = BackupScheduler(settings, storage=tasks.storage)
+        await backups.start()
+    app.state.backups = backups
     try:
         yield
     finally:
-        # Order matters: stop the worker (it hands its leases back), flush the request log
-        # while the database is still open, then close connections.
+        # Order matters: stop background jobs, stop the worker (it hands its leases back),
+        # flush the request log while the database is still open, then close connections.
+        if backups is not None:
+            await backups.stop()
         await tasks.stop()
         await request_log_writer.stop()
         await app.state.http.aclose()
@@ -95,6 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     app.include_router(api_router)
+    # Last among /v1 routers: it ends with a catch-all answering OpenAI-shaped 404s.
+    app.include_router(openai_router)
     app.include_router(pages.router)
     app.mount("/static", pages.static_files(settings), name="static")
 

@@ -5,7 +5,7 @@ Each group of commands lives in its own module and registers itself on `cli`.
 
 from __future__ import annotations
 
-from app.cli import accounts, keys, server, simulator  # noqa: F401  (register commands)
+from app.cli import accounts, backup, doctor, keys, media, server, simulator, worker  # noqa: F401  (register commands)
 from app.cli.base import cli
 
 

@@ -40,6 +40,7 @@ _HD_SIZES = {"16:9": "1792x1024", "9:16": "1024x1792"}
 class OpenAISoraAdapter(HttpAdapter):
     name = "openai_sora"
     supports_cancel = True
+    supports_remix = True
     synchronous = False
 
     def video_path(self, upstream_id: str) -> str:
@@ -77,9 +78,19 @@ class OpenAISoraAdapter(HttpAdapter):
     async def submit(
         self, request: GenerationRequest, credentials: UpstreamCredentials
     ) -> UpstreamSubmission:
-        payload = await self.send_create(
-            "POST", VIDEOS_PATH, credentials, multipart=self.create_parts(request)
-        )
+        remix_of = request.params.get("remix_video_id")
+        if remix_of:
+            # A remix is created from the upstream's own copy of the source video.
+            payload = await self.send_create(
+                "POST",
+                f"{self.video_path(str(remix_of))}/remix",
+                credentials,
+                json_body={"prompt": request.prompt},
+            )
+        else:
+            payload = await self.send_create(
+                "POST", VIDEOS_PATH, credentials, multipart=self.create_parts(request)
+            )
         upstream_id = self.task_id_from(payload, credentials)
         status = submission_status(payload, kind=request.kind, secret=credentials.api_key)
         return UpstreamSubmission(

@@ -1,8 +1,8 @@
 """Sora (`sora-2`, `sora-2-pro`) through an aggregator: `POST /v2/videos/generations`.
 
 Body: `{model, prompt, images?, aspect_ratio, duration, hd, watermark, private, notify_hook?}`;
-the answer holds the task id, polled at `GET /v2/videos/generations/{id}`. The aggregator has
-no cancel endpoint.
+the answer holds the task id, polled at `GET /v2/videos/generations/{id}`. No documented cancel
+endpoint: `cancel` is a no-op unless `cancel_via_delete` (see `TaskAdapter`).
 """
 
 from __future__ import annotations

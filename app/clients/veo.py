@@ -1,7 +1,8 @@
 """Veo through an aggregator: `/v1/video/veo/text-to-video`, or `/image-to-video` with an image.
 
 Body: `{model, prompt, image?, duration, aspect_ratio, resolution}` (plus a few optional knobs
-when the catalog supplies them); status at `GET /v1/video/veo/tasks/{id}`. No cancel endpoint.
+when the catalog supplies them); status at `GET /v1/video/veo/tasks/{id}`. Cancel only with
+`cancel_via_delete` (see `TaskAdapter`).
 """
 
 from __future__ import annotations

@@ -14,19 +14,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound, QuotaExceeded
-from app.models import User
+from app.models import Media, User
 
 
 @dataclass(frozen=True)
 class QuotaUsage:
     quota_bytes: int
     used_bytes: int
-    # Per media kind ("video", "image", …); filled in once media storage exists.
+    # Bytes of stored media (files and their thumbnails) per kind ("video", "image").
     by_kind: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -108,4 +108,23 @@ async def usage(session: AsyncSession, user_id: str) -> QuotaUsage:
     ).one_or_none()
     if row is None:
         raise NotFound("User not found", code="user_not_found")
-    return QuotaUsage(quota_bytes=row.storage_quota_bytes, used_bytes=row.storage_used_bytes)
+    return QuotaUsage(
+        quota_bytes=row.storage_quota_bytes,
+        used_bytes=row.storage_used_bytes,
+        by_kind=await stored_bytes_by_kind(session, user_id),
+    )
+
+
+async def stored_bytes_by_kind(session: AsyncSession, user_id: str) -> dict[str, int]:
+    """Bytes of the user's stored media per kind, thumbnails included (as quota counts them).
+
+    Only kinds with stored media appear (`{}` before the first result). Media still being
+    written are reserved in `storage_used_bytes` but counted here only once stored, so the
+    parts may briefly sum to less than the total.
+    """
+    rows = await session.execute(
+        select(Media.kind, func.sum(Media.bytes + Media.thumbnail_bytes))
+        .where(Media.user_id == user_id, Media.state == "stored")
+        .group_by(Media.kind)
+    )
+    return {str(kind): int(total or 0) for kind, total in rows.all() if total}

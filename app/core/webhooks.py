@@ -10,6 +10,7 @@ exponential backoff until `WEBHOOK_MAX_ATTEMPTS`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.config import Settings
 from app.core.encryption import DecryptionError, Encryptor
 from app.core.errors import ValidationFailed
+from app.core.media.download import CheckedURL
 from app.db.base import new_uuid, utcnow
 from app.db.session import Database
 from app.models import GenerationTask, Media, User, WebhookDelivery
@@ -37,6 +39,9 @@ SECRET_PREFIX = "whsec_"
 DELIVERY_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 DELIVERY_LEASE = timedelta(seconds=60)
 MAX_BACKOFF_SECONDS = 3600
+# First retry delay; doubles per failed attempt up to MAX_BACKOFF_SECONDS. Module-level so a
+# test (or an embedding) can shorten it without a setting nobody else needs.
+BACKOFF_BASE_SECONDS = 5.0
 
 
 def generate_secret() -> str:
@@ -96,12 +101,16 @@ def _url_policy(settings: Settings) -> Any:
     return DownloadPolicy(allowed_hosts=set(settings.webhook_allowed_hosts), trusted_hosts=set())
 
 
-async def check_webhook_url(url: str, settings: Settings) -> None:
-    """Refuse webhook targets on private networks (SSRF) unless explicitly allowed."""
+async def check_webhook_url(url: str, settings: Settings) -> CheckedURL:
+    """Refuse webhook targets on private networks (SSRF) unless explicitly allowed.
+
+    Returns the checked URL with the addresses that passed, so a delivery can connect to
+    exactly those (a second DNS answer cannot point it at an internal host).
+    """
     from app.core.media.download import MediaError, check_url_allowed
 
     try:
-        await check_url_allowed(url, _url_policy(settings))
+        return await check_url_allowed(url, _url_policy(settings))
     except MediaError as exc:
         raise ValidationFailed(
             "webhook_url is not allowed",
@@ -157,7 +166,8 @@ async def enqueue_terminal_webhook(
 
 
 def _backoff(attempts: int) -> timedelta:
-    return timedelta(seconds=min(MAX_BACKOFF_SECONDS, 5 * 2 ** max(0, attempts - 1)))
+    delay = BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1)
+    return timedelta(seconds=min(MAX_BACKOFF_SECONDS, delay))
 
 
 async def deliver_due(
@@ -203,8 +213,10 @@ async def deliver_due(
                     continue
                 secrets_by_user[delivery.user_id] = await get_or_create_secret(db, encryptor, user)
             jobs.append((delivery, secrets_by_user[delivery.user_id]))
-    for delivery, secret in jobs:
-        await _deliver_one(database, encryptor, http, settings, delivery, secret)
+    # Concurrently: one slow receiver must not hold up every other delivery (or the caller).
+    await asyncio.gather(
+        *(_deliver_one(database, encryptor, http, settings, d, secret) for d, secret in jobs)
+    )
     return len(jobs)
 
 
@@ -223,9 +235,11 @@ async def _deliver_one(
         body = json.dumps(
             encryptor.decrypt_json(delivery.payload_encrypted), separators=(",", ":")
         ).encode()
-        await check_webhook_url(url, settings)
+        checked = await check_webhook_url(url, settings)
+        target, pinned_headers, extensions = checked.request_target()
         timestamp = int(time.time())
         headers = {
+            **pinned_headers,
             "content-type": "application/json",
             "user-agent": "genapi-webhooks/1",
             "webhook-id": delivery.id,
@@ -233,12 +247,21 @@ async def _deliver_one(
             "webhook-signature": sign(secret, delivery.id, timestamp, body),
         }
         response = await http.post(
-            url, content=body, headers=headers, timeout=DELIVERY_TIMEOUT, follow_redirects=False
+            target,
+            content=body,
+            headers=headers,
+            extensions=extensions,
+            timeout=DELIVERY_TIMEOUT,
+            follow_redirects=False,
         )
         status_code = response.status_code
         if not 200 <= status_code < 300:
             error = f"receiver answered HTTP {status_code}"
-    except (httpx.HTTPError, DecryptionError, ValidationFailed) as exc:
+    except ValidationFailed as exc:
+        error = f"webhook_url refused: {exc.details[0]['message'] if exc.details else exc}"[:500]
+    except Exception as exc:
+        # Anything else (network, a URL httpx rejects, a bad stored payload) is a failed attempt
+        # too: it must be counted and backed off, never leave the delivery to its lease forever.
         error = f"{type(exc).__name__}: {exc}"[:500]
         logger.info("webhook %s delivery failed: %s", delivery.id, type(exc).__name__)
     now = utcnow()

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core.request_log.entry import BodyCapture, RequestLogEntry
 from app.core.request_log.multipart import MultipartSummary
 
-API_PREFIX = "/api/"
+API_PREFIX = ("/api/", "/v1/")
 REQUEST_ID_HEADER = b"x-request-id"
 # Accept a caller's id only when it is short and harmless (it ends up in logs and headers).
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:\-]{0,35}")

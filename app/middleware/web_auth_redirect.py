@@ -23,7 +23,7 @@ from app.db.session import Database
 LOGIN_PATH = "/login"
 PAGE_METHODS = frozenset({"GET", "HEAD"})
 # Paths (and everything below them) that are never pages needing a session.
-OPEN_PREFIXES = ("/api", "/health", "/static", "/docs", "/redoc", LOGIN_PATH)
+OPEN_PREFIXES = ("/api", "/v1", "/health", "/static", "/docs", "/redoc", LOGIN_PATH)
 OPEN_PATHS = frozenset({"/openapi.json", "/favicon.ico", "/robots.txt"})
 
 

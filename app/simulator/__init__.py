@@ -23,7 +23,8 @@ Endpoints (all but `/health` and `/media/*` need `Authorization: Bearer <key>`: 
   `POST /v1/videos/{id}/remix`.
 - Media (no auth, like a CDN): `GET|HEAD /media/{file_id}.{mp4,png,jpg,webp}` with `Range`
   support, `Content-Length` or chunked; 404 before completion and after expiry.
-- Control: `GET|POST /_sim/config` (partial update; `variants` merge per family),
+- Control (key checked; no latency, not in the request log):
+  `GET|POST /_sim/config` (partial update; `variants` merge per family),
   `POST /_sim/reset`, `GET /_sim/stats[?prompt=…&tasks=1]`, `GET /_sim/requests[?limit=N]`
   (recent requests, keys only as a sha256 prefix), `GET /_sim/tasks/{id}`,
   `POST /_sim/tasks/{id}/expire-media`. `GET /health` (no auth).
@@ -61,8 +62,8 @@ each is used `fault-times` times, then creates succeed)
 - `[sim:html-200]`                      200 with an HTML page instead of JSON
 - `[sim:malformed]`                     200 with truncated JSON
 - `[sim:envelope-error]`                200 `{"code": "error", "message": …, "data": null}`
-- `[sim:accepted-500]`                  the task IS created but the answer is a 500 (tests that
-                                         a client never blindly resubmits)
+- `[sim:accepted-500]`                  video families: the task IS created but the answer is a
+                                         500 (tests that a client never blindly resubmits)
 - `[sim:fault-times=N]`                 each listed fault repeats N times; `always` forever
 - `[sim:retry-after=S]`                 Retry-After seconds for this request's 429s
 - `[sim:reject]`, `[sim:reject=reason]`, `[sim:400]`   400 with the reason, every time

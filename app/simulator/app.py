@@ -127,7 +127,10 @@ class Simulator:
             return None
         return key
 
-    def endpoint(self, handler: Handler, *, authenticated: bool = True) -> Callable[..., Any]:
+    def endpoint(self, handler: Handler, kind: str = "api") -> Callable[..., Any]:
+        """Wrap a handler. `kind`: "api" (key, latency, request log), "control" (key only),
+        "public" (nothing: health and media, which real CDNs serve without a key)."""
+
         async def run(request: Request) -> Response:
             entry: dict[str, Any] = {
                 "at": self.clock(),
@@ -136,19 +139,19 @@ class Simulator:
                 "key_fingerprint": None,
             }
             key = self._authorized_key(request)
-            if authenticated and key is None:
+            if kind != "public" and key is None:
                 response: Response = openai_error(401, "invalid api key", "invalid_request_error")
             else:
                 if key is not None:
                     entry["key_fingerprint"] = key_fingerprint(key)
-                if self.config.latency and authenticated:
+                if kind == "api" and self.config.latency:
                     await asyncio.sleep(self.config.latency)
                 try:
                     response = await handler(request, entry)
                 except Reply as reply:
                     response = reply.response
             entry["status"] = response.status_code
-            if authenticated:
+            if kind == "api":
                 self.store.requests.append(entry)
             return response
 
@@ -709,11 +712,11 @@ class Simulator:
     # ----- routing ---------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
-        def route(path: str, handler: Handler, methods: list[str], **kwargs: Any) -> Route:
-            return Route(path, self.endpoint(handler, **kwargs), methods=methods)
+        def route(path: str, handler: Handler, methods: list[str], kind: str = "api") -> Route:
+            return Route(path, self.endpoint(handler, kind), methods=methods)
 
         return [
-            route("/health", self.health, ["GET"], authenticated=False),
+            route("/health", self.health, ["GET"], kind="public"),
             route("/v2/videos/generations", self.sora_create, ["POST"]),
             route("/v2/videos/generations/{task_id:path}", self.sora_poll, ["GET"]),
             route("/v2/videos/generations/{task_id:path}", self.sora_cancel, ["DELETE"]),
@@ -734,20 +737,27 @@ class Simulator:
             route("/v1/videos/{video_id:path}/remix", self.openai_remix, ["POST"]),
             route("/v1/videos/{video_id:path}", self.openai_get, ["GET"]),
             route("/v1/videos/{video_id:path}", self.openai_delete, ["DELETE"]),
-            route("/media/{name}", self.media, ["GET", "HEAD"], authenticated=False),
-            route("/_sim/config", self.control_get_config, ["GET"]),
-            route("/_sim/config", self.control_set_config, ["POST"]),
-            route("/_sim/reset", self.control_reset, ["POST"]),
-            route("/_sim/stats", self.control_stats, ["GET"]),
-            route("/_sim/requests", self.control_requests, ["GET"]),
-            route("/_sim/tasks/{task_id:path}/expire-media", self.control_expire_media, ["POST"]),
-            route("/_sim/tasks/{task_id:path}", self.control_task, ["GET"]),
+            route("/media/{name}", self.media, ["GET", "HEAD"], kind="public"),
+            route("/_sim/config", self.control_get_config, ["GET"], "control"),
+            route("/_sim/config", self.control_set_config, ["POST"], "control"),
+            route("/_sim/reset", self.control_reset, ["POST"], "control"),
+            route("/_sim/stats", self.control_stats, ["GET"], "control"),
+            route("/_sim/requests", self.control_requests, ["GET"], "control"),
+            route(
+                "/_sim/tasks/{task_id:path}/expire-media",
+                self.control_expire_media,
+                ["POST"],
+                "control",
+            ),
+            route("/_sim/tasks/{task_id:path}", self.control_task, ["GET"], "control"),
         ]
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """Routing and body-parsing errors in the same JSON shape as everything else."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    message = "not found" if status == 404 else "method not allowed" if status == 405 else "error"
+    detail = exc.detail if isinstance(exc, HTTPException) else "error"
+    message = {404: "not found", 405: "method not allowed"}.get(status, str(detail))
     return openai_error(status, message, "invalid_request_error")
 
 
@@ -761,7 +771,7 @@ def create_simulator_app(
     simulator = Simulator(config or SimulatorConfig(), clock=clock)
     app = Starlette(
         routes=simulator.routes(),
-        exception_handlers={404: _http_error, 405: _http_error},
+        exception_handlers={HTTPException: _http_error},
     )
     app.state.simulator = simulator
     return app

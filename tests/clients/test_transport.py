@@ -411,3 +411,32 @@ async def test_key_never_in_logs_or_errors(
             assert API_KEY not in text
     logged_paths = " ".join(r.getMessage() for r in caplog.records)
     assert spec.create_path in logged_paths
+
+
+# ------------------------------------------------------------------------------------- cancel
+
+AGGREGATOR_SPECS = [s for s in VIDEO_SPECS if s.name != "openai_sora"]
+
+
+@pytest.mark.parametrize("spec", AGGREGATOR_SPECS, ids=[s.name for s in AGGREGATOR_SPECS])
+async def test_aggregator_cancel_via_delete_is_opt_in(
+    spec: AdapterSpec, fake: FakeUpstream, http_client: httpx.AsyncClient, credentials: Any
+) -> None:
+    default = spec.adapter(http_client)
+    opted_in = spec.adapter(http_client, cancel_via_delete=True)
+    path = spec.status_path("t:1/2")
+    fake.script("DELETE", path, Reply(status=503, body="busy"), Reply(status=204))
+    fake.script("DELETE", spec.status_path("gone"), Reply(status=404, json={"error": "nf"}))
+    fake.script("DELETE", spec.status_path("denied"), Reply(status=400, json={"error": "done"}))
+
+    await default.cancel("t:1/2", credentials)
+    assert default.supports_cancel is False
+    assert fake.requests == []
+
+    await opted_in.cancel("t:1/2", credentials)
+    await opted_in.cancel("gone", credentials)
+    with pytest.raises(UpstreamRejected):
+        await opted_in.cancel("denied", credentials)
+
+    assert opted_in.supports_cancel is True
+    assert len(fake.hits("DELETE", path)) == 2

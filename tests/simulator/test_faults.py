@@ -286,8 +286,11 @@ async def test_seeded_random_faults_are_reproducible() -> None:
     assert any(code != 200 for code in first)
 
 
-async def test_latency_from_config(asgi: Harness) -> None:
-    asgi.configure(latency=0.2)
+async def test_latency_from_config_applies_to_upstream_calls_only(asgi: Harness) -> None:
+    asgi.configure(latency=0.5)
+    started = time.monotonic()
+    await asgi.client.get("/v1/videos")
+    assert time.monotonic() - started >= 0.5
     started = time.monotonic()
     await asgi.client.get("/_sim/stats")
-    assert time.monotonic() - started >= 0.2
+    assert time.monotonic() - started < 0.5

@@ -200,3 +200,13 @@ async def test_image_ttl_counts_from_creation(asgi: Harness) -> None:
     assert (await asgi.client.get(url)).status_code == 200
     asgi.clock.advance(31)
     assert (await asgi.client.get(url)).status_code == 404
+
+
+async def test_broken_multipart_is_400_json(asgi: Harness) -> None:
+    response = await asgi.client.post(
+        "/v1/images/edits",
+        content=b"--xyz\r\nContent-Disposition: form-data\r\n\r\nno name\r\n--xyz--\r\n",
+        headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+    )
+    assert response.status_code == 400
+    assert "message" in response.json()["error"]

@@ -13,20 +13,24 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.deps import CurrentUser, EncryptorDep, SessionDep, SettingsDep
 from app.clients.base import MediaKind, TaskStatus
-from app.core.errors import NotFound, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from app.core.config import Settings
+from app.core.errors import NotFound, PayloadTooLarge, ValidationFailed
 from app.core.media.http_range import media_response
-from app.core.media.inspect import sniff_content_type
 from app.core.tasks import service
+from app.core.tasks.payload import data_uri
 from app.core.tasks.runtime import TaskRuntime
 from app.core.tasks.service import ListQuery, TaskContext
 from app.db.session import commit
-from app.models.schemas.tasks import TaskCreate, TaskOut, TaskPage, TaskUpdate
+from app.models.schemas.tasks import MAX_REFERENCE_IMAGES, TaskCreate, TaskOut, TaskPage, TaskUpdate
 
 MAX_WAIT_SECONDS = 120
-UPLOAD_TYPES = {"image/png", "image/jpeg", "image/webp"}
+# Every reference image a model may take, plus one mask.
+MAX_EDIT_FILES = MAX_REFERENCE_IMAGES + 1
 
 
 def get_runtime(request: Request) -> TaskRuntime:
@@ -126,22 +130,45 @@ def _split_csv(values: list[str] | None) -> list[str] | None:
     return items or None
 
 
+def _statuses(values: list[str] | None) -> list[str] | None:
+    items = _split_csv(values)
+    if items is None:
+        return None
+    allowed = {s.value for s in TaskStatus}
+    unknown = [item for item in items if item not in allowed]
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown status {unknown[0]!r}",
+            details=[{"field": "status", "message": "unknown status", "allowed": sorted(allowed)}],
+        )
+    return items
+
+
 async def _read_upload(upload: UploadFile, max_bytes: int, field: str) -> str:
     data = await upload.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise PayloadTooLarge(
-            f"{field} is larger than {max_bytes} bytes",
-            details=[{"field": field, "max_bytes": max_bytes}],
-        )
-    content_type = sniff_content_type(data[:64])
-    if content_type not in UPLOAD_TYPES:
-        raise UnsupportedMediaType(
-            f"{field} must be a PNG, JPEG or WebP image",
-            details=[{"field": field, "allowed": sorted(UPLOAD_TYPES)}],
-        )
-    from app.core.tasks.payload import data_uri
-
+    content_type = service.check_reference_image(data, field, max_bytes)
     return data_uri(data, content_type)
+
+
+async def _parse_form(request: Request, settings: Settings) -> FormData:
+    """The multipart body, with the parser's refusals as our typed errors (not a bare 400)."""
+    try:
+        return await request.form(
+            max_files=MAX_EDIT_FILES, max_fields=100, max_part_size=settings.upload_max_bytes
+        )
+    except StarletteHTTPException as exc:
+        reason = str(exc.detail)
+        if "Too many files" in reason:
+            raise ValidationFailed(
+                f"At most {MAX_REFERENCE_IMAGES} images and one mask",
+                details=[{"field": "image", "message": reason}],
+            ) from exc
+        if "maximum size" in reason:
+            raise PayloadTooLarge(
+                f"A form field is larger than {settings.upload_max_bytes} bytes",
+                details=[{"field": "form", "message": reason}],
+            ) from exc
+        raise
 
 
 def build_router(kind: MediaKind) -> APIRouter:
@@ -199,33 +226,34 @@ def build_router(kind: MediaKind) -> APIRouter:
             x_api_key: UpstreamKeyHeader = None,
             idempotency_key: IdempotencyHeader = None,
         ) -> JSONResponse:
-            form = await request.form(
-                max_files=16, max_fields=100, max_part_size=settings.upload_max_bytes
-            )
-            fields: dict[str, Any] = {}
-            uploads: list[UploadFile] = []
-            mask_upload: UploadFile | None = None
-            for name, value in form.multi_items():
-                if isinstance(value, str):
-                    fields[name] = value
-                elif name in ("image", "image[]", "images", "images[]"):
-                    uploads.append(value)  # type: ignore[arg-type]
-                elif name == "mask":
-                    mask_upload = value  # type: ignore[assignment]
-            if not uploads:
-                raise ValidationFailed(
-                    "At least one reference image is required",
-                    details=[{"field": "image", "message": "upload one or more images"}],
+            form = await _parse_form(request, settings)
+            try:
+                fields: dict[str, Any] = {}
+                uploads: list[UploadFile] = []
+                mask_upload: UploadFile | None = None
+                for name, value in form.multi_items():
+                    if isinstance(value, str):
+                        fields[name] = value
+                    elif name in ("image", "image[]", "images", "images[]"):
+                        uploads.append(value)  # type: ignore[arg-type]
+                    elif name == "mask":
+                        mask_upload = value  # type: ignore[assignment]
+                if not uploads:
+                    raise ValidationFailed(
+                        "At least one reference image is required",
+                        details=[{"field": "image", "message": "upload one or more images"}],
+                    )
+                images = [
+                    await _read_upload(u, settings.upload_max_bytes, f"image[{i}]")
+                    for i, u in enumerate(uploads)
+                ]
+                mask = (
+                    await _read_upload(mask_upload, settings.upload_max_bytes, "mask")
+                    if mask_upload is not None
+                    else None
                 )
-            images = [
-                await _read_upload(u, settings.upload_max_bytes, f"image[{i}]")
-                for i, u in enumerate(uploads)
-            ]
-            mask = (
-                await _read_upload(mask_upload, settings.upload_max_bytes, "mask")
-                if mask_upload is not None
-                else None
-            )
+            finally:
+                await form.close()  # spooled upload files
             body = _edit_body(fields)
             result = await service.create_tasks(
                 db,
@@ -250,7 +278,10 @@ def build_router(kind: MediaKind) -> APIRouter:
         size: Annotated[int, Query(ge=1, le=100)] = 20,
         search: Annotated[str | None, Query(max_length=200)] = None,
         model: str | None = None,
-        status: Annotated[list[TaskStatus] | None, Query()] = None,
+        status: Annotated[
+            list[str] | None,
+            Query(description="queued, in_progress, completed, failed, cancelled (repeat or CSV)"),
+        ] = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         tags: Annotated[list[str] | None, Query()] = None,
@@ -262,7 +293,7 @@ def build_router(kind: MediaKind) -> APIRouter:
             size=size,
             search=search,
             model=model,
-            status=[s.value for s in status] if status else None,
+            status=_statuses(status),
             created_after=created_after,
             created_before=created_before,
             tags=_split_csv(tags),
@@ -295,6 +326,7 @@ def build_router(kind: MediaKind) -> APIRouter:
     ) -> TaskOut:
         task = await service.get_task(db, user.id, task_id, kind)
         await service.update_task(db, ctx, task, body)
+        await commit(db)  # before the answer: a client's next request must see the change
         return (await service.tasks_out(db, ctx.encryptor, [task]))[0]
 
     @router.delete("/{task_id}", status_code=204, summary="Delete (cancels if running)")
@@ -312,6 +344,7 @@ def build_router(kind: MediaKind) -> APIRouter:
     async def cancel(task_id: str, user: CurrentUser, db: SessionDep, ctx: ContextDep) -> TaskOut:
         task = await service.get_task(db, user.id, task_id, kind)
         await service.cancel_task(db, ctx, task)
+        await commit(db)
         await db.refresh(task)
         return (await service.tasks_out(db, ctx.encryptor, [task]))[0]
 
@@ -319,6 +352,7 @@ def build_router(kind: MediaKind) -> APIRouter:
     async def retry(task_id: str, user: CurrentUser, db: SessionDep, ctx: ContextDep) -> TaskOut:
         task = await service.get_task(db, user.id, task_id, kind)
         clone = await service.retry_task(db, ctx, task)
+        await commit(db)
         return (await service.tasks_out(db, ctx.encryptor, [clone]))[0]
 
     async def _serve(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -25,6 +25,11 @@ router = APIRouter()
 
 KEEPALIVE_SECONDS = 15.0
 DB_RECHECK_SECONDS = 2.0
+# `updated_at` is stamped before the writer commits, so a change can become visible after a
+# recheck that started later than its stamp; looking back this far (duplicates are skipped)
+# catches it.
+DB_RECHECK_OVERLAP = timedelta(seconds=10)
+DB_RECHECK_LIMIT = 500
 
 
 def _sse(event: str, data: dict[str, object], event_id: str | None = None) -> str:
@@ -39,14 +44,15 @@ def _sse(event: str, data: dict[str, object], event_id: str | None = None) -> st
 async def _changes_since(
     runtime: TaskRuntime, user_id: str, since: datetime
 ) -> list[GenerationTask]:
+    """The user's tasks changed after `since`, the most recent `DB_RECHECK_LIMIT`, oldest first."""
     async with runtime.database.session() as db:
         rows = await db.scalars(
             select(GenerationTask)
             .where(GenerationTask.user_id == user_id, GenerationTask.updated_at > since)
-            .order_by(GenerationTask.updated_at)
-            .limit(200)
+            .order_by(GenerationTask.updated_at.desc())
+            .limit(DB_RECHECK_LIMIT)
         )
-        return list(rows.all())
+        return list(reversed(rows.all()))
 
 
 def _event_for(task: GenerationTask) -> TaskEvent:
@@ -68,6 +74,29 @@ def _event_for(task: GenerationTask) -> TaskEvent:
     )
 
 
+def _is_news(event: TaskEvent, last_sent: dict[str, tuple[datetime, str]]) -> bool:
+    """Whether `event` tells the client something it was not told yet (and remember it).
+
+    The same change can arrive twice (from this process's bus and from a database recheck),
+    and a recheck can read a row that a queued event already described; neither a repeat nor
+    an older state is sent.
+    """
+    if event.type == "task.deleted":
+        last_sent.pop(event.task_id, None)
+        return True
+    try:
+        stamp = (datetime.fromisoformat(str(event.data["updated_at"])), str(event.data["status"]))
+    except (KeyError, ValueError):
+        return True
+    previous = last_sent.get(event.task_id)
+    if previous is not None and (
+        stamp[0] < previous[0] or (stamp[0] == previous[0] and stamp[1] == previous[1])
+    ):
+        return False
+    last_sent[event.task_id] = stamp
+    return True
+
+
 @router.get(
     "/events",
     summary="Live task changes (Server-Sent Events)",
@@ -87,26 +116,32 @@ async def events(
 
     async def stream() -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
-        last_sent: dict[str, str] = {}
+        last_sent: dict[str, tuple[datetime, str]] = {}
         since = utcnow()
         last_keepalive = loop.time()
+        next_recheck = loop.time() + DB_RECHECK_SECONDS
         counter = 0
         try:
             yield "retry: 3000\n: connected\n\n"
             while True:
+                batch: list[TaskEvent] = []
                 try:
-                    event = await asyncio.wait_for(queue.get(), timeout=DB_RECHECK_SECONDS)
-                    batch = [event]
+                    wait = max(0.0, next_recheck - loop.time())
+                    batch.append(await asyncio.wait_for(queue.get(), timeout=wait))
                 except TimeoutError:
-                    # Changes made by workers in other processes reach us through the database.
+                    pass
+                # Changes made by workers in other processes reach us only through the
+                # database: recheck on a clock, not only when this process is quiet (a busy
+                # stream would otherwise never see them).
+                if loop.time() >= next_recheck:
                     checked_at = utcnow()
-                    batch = [_event_for(t) for t in await _changes_since(runtime, user_id, since)]
+                    changed = await _changes_since(runtime, user_id, since - DB_RECHECK_OVERLAP)
+                    batch.extend(_event_for(t) for t in changed)
                     since = checked_at
+                    next_recheck = loop.time() + DB_RECHECK_SECONDS
                 for item in batch:
-                    stamp = str(item.data.get("updated_at", "")) + item.type
-                    if last_sent.get(item.task_id) == stamp:
+                    if not _is_news(item, last_sent):
                         continue
-                    last_sent[item.task_id] = stamp
                     counter += 1
                     yield _sse(item.type, item.data, str(counter))
                 if loop.time() - last_keepalive > KEEPALIVE_SECONDS:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from app.api.deps import CurrentUser, EncryptorDep, SessionDep
 from app.core import webhooks
+from app.db.session import commit
 from app.models import WebhookDelivery
 from app.models.schemas.tasks import WebhookSecretOut
 
@@ -19,14 +20,19 @@ router = APIRouter()
 async def get_secret(
     user: CurrentUser, db: SessionDep, encryptor: EncryptorDep
 ) -> WebhookSecretOut:
-    return WebhookSecretOut(secret=await webhooks.get_or_create_secret(db, encryptor, user))
+    secret = await webhooks.get_or_create_secret(db, encryptor, user)
+    # Committed before answering: the worker must sign with the secret the caller was shown.
+    await commit(db)
+    return WebhookSecretOut(secret=secret)
 
 
 @router.post("/secret/rotate", response_model=WebhookSecretOut, summary="Replace the secret")
 async def rotate_secret(
     user: CurrentUser, db: SessionDep, encryptor: EncryptorDep
 ) -> WebhookSecretOut:
-    return WebhookSecretOut(secret=await webhooks.rotate_secret(db, encryptor, user))
+    secret = await webhooks.rotate_secret(db, encryptor, user)
+    await commit(db)
+    return WebhookSecretOut(secret=secret)
 
 
 @router.get("/deliveries", summary="Recent webhook deliveries")

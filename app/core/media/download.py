@@ -353,6 +353,9 @@ class _Sink:
         self.max_bytes = max_bytes
         self.validator: str | None = None
         self._file: IO[bytes] | None = None
+        # At most one batch is being written (and hashed) in a worker thread while the next one
+        # arrives from the network.
+        self._write: asyncio.Future[None] | None = None
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -365,6 +368,7 @@ class _Sink:
 
     async def reset(self) -> None:
         """Forget everything received so far (the next response starts from byte 0)."""
+        await self._drain()
         if self._file is not None:
             handle, self._file = self._file, None
             await asyncio.to_thread(handle.close)
@@ -410,9 +414,17 @@ class _Sink:
         if not self._pending:
             return
         batch, self._pending, self._pending_size = self._pending, [], 0
+        await self._drain()
         if self._file is None:
             self._file = await asyncio.to_thread(_open_for_write, self.path)
-        await asyncio.to_thread(_write_batch, self._file, self._hasher, batch)
+        self._write = asyncio.ensure_future(
+            asyncio.to_thread(_write_batch, self._file, self._hasher, batch)
+        )
+
+    async def _drain(self) -> None:
+        if self._write is not None:
+            write, self._write = self._write, None
+            await write
 
     async def finish(self) -> DownloadedFile:
         if self.size == 0:
@@ -420,6 +432,7 @@ class _Sink:
         if self.content_type is None:
             self._sniff()
         await self._flush()
+        await self._drain()
         assert self._file is not None
         assert self.content_type is not None
         handle, self._file = self._file, None
@@ -427,12 +440,22 @@ class _Sink:
         return DownloadedFile(self.path, self.size, self._hasher.hexdigest(), self.content_type)
 
     def discard(self) -> None:
-        # Synchronous: also runs on cancellation, where awaiting is not reliable.
+        # Synchronous: also runs on cancellation, where awaiting is not reliable. A write still
+        # running in its thread fails harmlessly on the closed file; its outcome is collected
+        # so it is not reported as an unretrieved exception.
+        if self._write is not None:
+            write, self._write = self._write, None
+            write.add_done_callback(_collect_outcome)
         if self._file is not None:
             handle, self._file = self._file, None
             with contextlib.suppress(OSError, ValueError):
                 handle.close()
-        self.path.unlink(missing_ok=True)
+        _remove_quietly(self.path)
+
+
+def _collect_outcome(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _open_for_write(path: Path) -> IO[bytes]:
@@ -501,9 +524,22 @@ async def download_to_temp(
             f"Downloading from {redact_url(url)} did not finish within {total_timeout} seconds",
             transient=True,
         ) from None
+    except OSError as exc:
+        # Only local file operations get here (network errors are httpx errors): disk full,
+        # permissions. Worth retrying once space is freed.
+        sink.discard()
+        raise _write_failed(exc) from None
     except BaseException:
         sink.discard()
         raise
+
+
+def _write_failed(exc: OSError) -> MediaDownloadError:
+    return MediaDownloadError(
+        f"Could not write the media to local storage: {exc.strerror or type(exc).__name__}",
+        code="media_write_failed",
+        transient=True,
+    )
 
 
 def _parses(url: str) -> bool:
@@ -562,16 +598,22 @@ async def _attempt(
                     continue
                 await _consume(response, sink, resume_from)
                 return
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+            raise MediaDownloadError(f"The request could not be made: {_describe(exc)}") from None
+        except httpx.TransportError as exc:
+            # Timeouts, connection failures, proxies, and bodies cut short (RemoteProtocolError).
             raise _Transient(_describe(exc)) from None
         except httpx.DecodingError:
             raise MediaDownloadError("The upstream sent a body that could not be decoded") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise MediaDownloadError(f"The download failed: {type(exc).__name__}") from None
     raise MediaDownloadError(f"Too many redirects (more than {policy.max_redirects})")
 
 
 async def _consume(response: httpx.Response, sink: _Sink, resume_from: int) -> None:
     status = response.status_code
     expected: int | None
+    stops_short = False
     if status in (404, 410):
         raise MediaExpired(
             f"The upstream result URL has expired (HTTP {status})", details={"status": status}
@@ -592,6 +634,8 @@ async def _consume(response: httpx.Response, sink: _Sink, resume_from: int) -> N
                 max_bytes=sink.max_bytes,
             )
         expected = end - start + 1
+        # A server may answer an open range with less than the rest; the next attempt resumes.
+        stops_short = total is not None and end + 1 < total
     elif status == 200:
         if resume_from:
             # The entity changed or ranges are not supported: start over from byte 0.
@@ -619,6 +663,8 @@ async def _consume(response: httpx.Response, sink: _Sink, resume_from: int) -> N
         await sink.feed(chunk)
     if expected is not None and received < expected:
         raise _Transient(f"truncated body ({received} of {expected} bytes)")
+    if stops_short:
+        raise _Transient("the upstream sent only part of the remaining range")
 
 
 def _identity_content_length(response: httpx.Response) -> int | None:
@@ -654,6 +700,9 @@ async def write_base64_to_temp(b64: str, dest: Path, max_bytes: int) -> Download
     path = Path(dest)
     try:
         return await asyncio.to_thread(_write_base64_sync, b64, path, max_bytes)
+    except OSError as exc:
+        _remove_quietly(path)
+        raise _write_failed(exc) from None
     except BaseException:
         # Synchronous unlink: this also runs on cancellation.
         _remove_quietly(path)
@@ -661,7 +710,9 @@ async def write_base64_to_temp(b64: str, dest: Path, max_bytes: int) -> Download
 
 
 def _remove_quietly(path: Path) -> None:
-    path.unlink(missing_ok=True)
+    # Cleanup must never replace the error being reported.
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def _invalid_base64(reason: str) -> MediaDownloadError:

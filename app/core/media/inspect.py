@@ -9,6 +9,7 @@ files. Inspection never raises on odd files: it answers with Nones or False.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,8 +206,13 @@ async def make_thumbnail(path: Path, content_type: str, dest: Path, max_side: in
             )
     except Exception as exc:
         logger.info("thumbnail failed for %s: %s", content_type, type(exc).__name__)
-    await asyncio.to_thread(Path(dest).unlink, missing_ok=True)
+    await asyncio.to_thread(_remove_quietly, Path(dest))
     return False
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def _save_poster(image: Image.Image, dest: Path, max_side: int) -> bool:

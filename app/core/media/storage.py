@@ -231,7 +231,12 @@ class LocalMediaStorage:
 
 
 def create_media_storage(settings: Settings) -> MediaStorage:
-    """The storage the settings ask for (only the local backend exists for now)."""
+    """The storage `MEDIA_BACKEND` asks for: `local` (DATA_DIR/media) or `s3`."""
+    from app.core.media.s3 import S3MediaStorage, S3Settings
+
+    s3 = S3Settings()
+    if s3.media_backend == "s3":
+        return S3MediaStorage.from_settings(settings, s3)
     return LocalMediaStorage(settings.media_dir)
 
 

@@ -7,8 +7,9 @@ from sqlalchemy import select, update
 from app.clients.base import UpstreamResult
 from app.core.errors import AppError, NotFound, QuotaExceeded
 from app.core.media.download import DownloadPolicy
+from app.core.media.inspect import extension_for
 from app.core.quota import release, reserve
-from app.core.tasks.results import discard_temp, fetch_result
+from app.core.tasks.results import delete_keys, discard_temp, fetch_result
 from app.core.tasks.runtime import TaskRuntime
 from app.models import GenerationTask, Media
 
@@ -51,9 +52,6 @@ async def refetch_media(runtime: TaskRuntime, task: GenerationTask, media_id: st
                 fetched.failure_message or "The result could not be downloaded",
                 code=f"media_{fetched.failure_reason or 'unavailable'}",
             )
-        ext = media.storage_key or ""
-        from app.core.media.inspect import extension_for
-
         ext = extension_for(fetched.content_type or "") or ""
         key = f"{task.user_id}/{media.id}{ext}"
         thumb_key = f"{task.user_id}/{media.id}.thumb.jpg" if fetched.thumbnail_path else None
@@ -63,6 +61,7 @@ async def refetch_media(runtime: TaskRuntime, task: GenerationTask, media_id: st
                     "Not enough free storage for this result yet",
                     details={"required_bytes": fetched.total_bytes},
                 )
+        gone = False
         try:
             await runtime.storage.put_file(fetched.file.path, key)
             if thumb_key and fetched.thumbnail_path:
@@ -87,15 +86,20 @@ async def refetch_media(runtime: TaskRuntime, task: GenerationTask, media_id: st
                     )
                 )
                 if result.rowcount == 0:  # type: ignore[attr-defined]
-                    # Someone else stored it meanwhile: give the reservation back.
+                    # Stored by a concurrent fetch (same key: its file is ours too), or deleted
+                    # meanwhile (then the file is an orphan): give the reservation back.
                     await release(db, task.user_id, fetched.total_bytes)
+                    gone = await db.get(Media, media.id) is None
         except BaseException:
             async with runtime.database.session() as db:
                 await release(db, task.user_id, fetched.total_bytes)
             raise
+        if gone:
+            await delete_keys(runtime.storage, [k for k in (key, thumb_key) if k])
     finally:
         discard_temp(fetched)
     async with runtime.database.session() as db:
         refreshed = await db.get(Media, media.id)
-    assert refreshed is not None
+    if refreshed is None:
+        raise NotFound("No such media for this task", code="media_not_found")
     return refreshed

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import delete
@@ -30,7 +31,6 @@ from app.core.media.download import (
     write_base64_to_temp,
 )
 from app.core.media.errors import (
-    MediaDownloadError,
     MediaError,
     MediaExpired,
     MediaForbiddenHost,
@@ -44,6 +44,9 @@ from app.db.base import new_uuid
 from app.models import Media
 
 logger = logging.getLogger(__name__)
+
+# Media states whose bytes are counted in the owner's quota.
+QUOTA_STATES = ("pending", "stored")
 
 
 @dataclass
@@ -117,11 +120,7 @@ async def fetch_result(
             fetched.failure_reason, fetched.failure_message = "missing", "no result location"
             return fetched
     except MediaError as exc:
-        if (
-            isinstance(exc, MediaDownloadError)
-            and not isinstance(exc, MediaExpired)
-            and not transient_is_final
-        ):
+        if exc.transient and not isinstance(exc, MediaExpired) and not transient_is_final:
             discard_temp(fetched)
             raise TransientFetchError(str(exc)) from exc
         fetched.failure_reason = _failure_reason(exc)
@@ -145,20 +144,38 @@ def discard_temp(fetched: FetchedResult) -> None:
             path.unlink()
 
 
-async def release_pending_media(db: AsyncSession, task_id: str, user_id: str) -> list[str]:
-    """Drop `pending` rows of an earlier interrupted attempt; returns their storage keys."""
+async def _delete_rows(db: AsyncSession, condition: Any, user_id: str) -> list[str]:
+    """Delete media rows, give back the quota of those that held it; returns their keys."""
     rows = await db.execute(
         delete(Media)
-        .where(Media.task_id == task_id, Media.state == "pending")
-        .returning(Media.bytes, Media.thumbnail_bytes, Media.storage_key, Media.thumbnail_key)
+        .where(condition)
+        .returning(
+            Media.state, Media.bytes, Media.thumbnail_bytes, Media.storage_key, Media.thumbnail_key
+        )
+        .execution_options(synchronize_session=False)
     )
     released, keys = 0, list[str]()
-    for nbytes, thumb_bytes, key, thumb_key in rows.all():
-        released += int(nbytes or 0) + int(thumb_bytes or 0)
+    for state, nbytes, thumb_bytes, key, thumb_key in rows.all():
+        if state in QUOTA_STATES:
+            released += int(nbytes or 0) + int(thumb_bytes or 0)
         keys.extend(k for k in (key, thumb_key) if k)
     if released:
         await release(db, user_id, released)
     return keys
+
+
+async def release_task_media(db: AsyncSession, task_id: str, user_id: str) -> list[str]:
+    """Drop every media row of a still-active task: they are left by an interrupted attempt
+    (rows only become final together with the task's completion). Returns their storage keys."""
+    return await _delete_rows(db, Media.task_id == task_id, user_id)
+
+
+async def discard_attempt(db: AsyncSession, media_ids: Sequence[str], user_id: str) -> list[str]:
+    """Drop the rows of one attempt whose task ended elsewhere (cancelled, deleted, taken
+    over). Rows already removed by whoever ended it are simply not found: no double release."""
+    if not media_ids:
+        return []
+    return await _delete_rows(db, Media.id.in_(list(media_ids)), user_id)
 
 
 async def reserve_and_record(

@@ -116,8 +116,8 @@ class TaskRuntime:
 
         async def cancel() -> None:
             try:
-                adapter = self.router.adapter(task.adapter)
-                if getattr(adapter, "supports_cancel", False) and task.upstream_id:
+                adapter = self.router.patient_adapter(task.adapter)
+                if adapter.supports_cancel and task.upstream_id:
                     await adapter.cancel(task.upstream_id, self.router.credentials(task))
             except Exception as exc:
                 logger.info("task %s: upstream cancel failed: %s", task.id, type(exc).__name__)

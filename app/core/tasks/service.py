@@ -6,9 +6,12 @@ creates them and makes user-initiated transitions, each a compare-and-swap on `s
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.clients.base import MediaKind, TaskStatus
 from app.core.config import Settings
 from app.core.encryption import DecryptionError, Encryptor
-from app.core.errors import Conflict, NotFound, ValidationFailed
+from app.core.errors import (
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from app.core.media.inspect import SNIFF_BYTES, sniff_content_type
 from app.core.quota import release
 from app.core.tasks.events import TaskEvent, TaskEventBus
 from app.core.tasks.payload import TaskPayload, image_ref
@@ -33,6 +43,10 @@ from app.models import GenerationTask, IdempotencyKey, Media, TaskSearchTerm
 from app.models.schemas.tasks import MediaOut, TaskCreate, TaskError, TaskOut, TaskUpdate
 
 ACTIVE_STATUSES = (TaskStatus.QUEUED.value, TaskStatus.IN_PROGRESS.value)
+# Reference images (uploads and data URIs) the upstreams accept; decided by magic bytes.
+UPLOAD_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
+# What an upstream key may look like: it travels in an HTTP header (`Authorization: Bearer …`).
+_UPSTREAM_KEY = re.compile(r"^[\x21-\x7e]{1,512}$")
 IDEMPOTENCY_TTL = timedelta(hours=24)
 SORTS = {"created", "-created", "title", "-title"}
 
@@ -137,6 +151,62 @@ async def _replay_idempotent(
     return [by_id[i] for i in ids if i in by_id]
 
 
+def check_reference_image(data: bytes, field: str, max_bytes: int) -> str:
+    """The sniffed content type of an uploaded reference image; 413 or 415 naming `field`."""
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(
+            f"{field} is larger than {max_bytes} bytes",
+            details=[{"field": field, "max_bytes": max_bytes}],
+        )
+    content_type = sniff_content_type(data[:SNIFF_BYTES])
+    if content_type not in UPLOAD_TYPES:
+        raise UnsupportedMediaType(
+            f"{field} must be a PNG, JPEG or WebP image",
+            details=[{"field": field, "allowed": sorted(UPLOAD_TYPES)}],
+        )
+    return content_type
+
+
+def _check_data_uri(value: str, field: str, max_bytes: int) -> None:
+    """A data URI in a JSON request gets the same size and type limits as a multipart upload
+    (without them it would be a way around `UPLOAD_MAX_BYTES` and the image-type check)."""
+    header, sep, encoded = value.partition(",")
+    if not sep or not header.endswith(";base64"):
+        raise ValidationFailed(
+            f"{field} must be a base64 data URI (data:image/…;base64,…)",
+            details=[{"field": field, "message": "expected ;base64 data"}],
+        )
+    encoded = "".join(encoded.split())
+    # Refuse before decoding: the decoded size is known from the length.
+    if len(encoded) // 4 * 3 - encoded[-2:].count("=") > max_bytes:
+        raise PayloadTooLarge(
+            f"{field} is larger than {max_bytes} bytes",
+            details=[{"field": field, "max_bytes": max_bytes}],
+        )
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed(
+            f"{field} is not valid base64",
+            details=[{"field": field, "message": "invalid base64"}],
+        ) from None
+    check_reference_image(data, field, max_bytes)
+
+
+def _check_inputs(body: TaskCreate, upstream_key: str | None, settings: Settings) -> None:
+    for index, ref in enumerate(body.images):
+        if ref.startswith("data:"):
+            _check_data_uri(ref, f"images[{index}]", settings.upload_max_bytes)
+    if body.mask is not None and body.mask.startswith("data:"):
+        _check_data_uri(body.mask, "mask", settings.upload_max_bytes)
+    if upstream_key is not None and not _UPSTREAM_KEY.match(upstream_key):
+        # Caught here, not as an opaque upstream auth failure minutes later.
+        raise ValidationFailed(
+            "X-API-Key must be 1 to 512 printable ASCII characters without spaces",
+            details=[{"field": "X-API-Key", "message": "invalid key format"}],
+        )
+
+
 async def create_tasks(
     db: AsyncSession,
     ctx: TaskContext,
@@ -151,6 +221,9 @@ async def create_tasks(
     retry_of: str | None = None,
 ) -> CreateResult:
     """Validate against the catalog and insert `body.n` queued tasks (one transaction)."""
+    if upstream_key == "":
+        upstream_key = None
+    _check_inputs(body, upstream_key, ctx.settings)
     images = [image_ref(v) for v in body.images] + [image_ref(v) for v in uploaded_images]
     mask_value = uploaded_mask or body.mask
     validated = ctx.validate(

@@ -14,6 +14,7 @@ import httpx
 from app.clients.base import UpstreamAdapter, UpstreamCredentials
 from app.clients.http import simulator_base_url
 from app.clients.registry import get_adapter
+from app.clients.retry import NO_RETRY
 from app.core.config import Settings
 from app.core.encryption import Encryptor
 from app.models import GenerationTask
@@ -27,6 +28,7 @@ class UpstreamRouter:
         self.http = http
         self.encryptor = encryptor
         self._adapters: dict[str, UpstreamAdapter] = {}
+        self._patient: dict[str, UpstreamAdapter] = {}
 
     @property
     def base_url(self) -> str:
@@ -41,9 +43,20 @@ class UpstreamRouter:
         return {host} if host else set()
 
     def adapter(self, name: str) -> UpstreamAdapter:
+        """The adapter the worker submits and polls with: one attempt per call. The worker
+        reschedules failures in the database instead of sleeping in one of its bounded slots,
+        and honours Retry-After there."""
         if name not in self._adapters:
-            self._adapters[name] = get_adapter(name, self.http)
+            self._adapters[name] = get_adapter(
+                name, self.http, poll_retry=NO_RETRY, submit_retry=NO_RETRY
+            )
         return self._adapters[name]
+
+    def patient_adapter(self, name: str) -> UpstreamAdapter:
+        """With the adapters' own retries: for one-off calls nobody reschedules (cancels)."""
+        if name not in self._patient:
+            self._patient[name] = get_adapter(name, self.http)
+        return self._patient[name]
 
     def credentials(self, task: GenerationTask) -> UpstreamCredentials:
         key = None

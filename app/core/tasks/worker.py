@@ -4,12 +4,19 @@ results and sweeps deadlines.
 Durability rules:
 - A task is worked on only under a lease (`lease_owner`, `lease_expires_at`) taken by one
   atomic claim (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serialises writers). Leases
-  expire, so a crashed worker's tasks are picked up by another.
+  expire, so a crashed worker's tasks are picked up by another; a live worker keeps the leases
+  of its in-flight tasks fresh with one UPDATE per lease third, whatever step they are in.
 - Every state change is a compare-and-swap on status and lease owner: two workers can never
   both complete, fail or refund one task; a user's cancel makes the worker's late write a no-op.
 - A create is marked `sending` (committed) before it is sent. A task found still `sending`
   after a crash may have reached the upstream, so it is failed, never sent twice; an error
   that proves the upstream did not take the request puts it back to `pending`.
+- Results are recorded in two transactions around the file moves (see `results.py`); the
+  second one completes the task, so a crash anywhere in between is redone, never doubled.
+
+Scale: one claim query per batch, at most `MAX_CONCURRENT_TASKS` jobs in flight, and two
+long-lived helpers (the lease keeper and the webhook sender); retries are rescheduled in the
+database instead of sleeping in a slot, so a flaky upstream never starves the others.
 """
 
 from __future__ import annotations
@@ -20,20 +27,27 @@ import logging
 import os
 import random
 import socket
-from collections.abc import AsyncIterator, Sequence
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Update, delete, or_, select, update
 
-from app.clients.base import TaskStatus, UpstreamResult, UpstreamStatus
+from app.clients.base import (
+    TaskStatus,
+    UpstreamAdapter,
+    UpstreamCredentials,
+    UpstreamResult,
+    UpstreamStatus,
+)
 from app.clients.errors import (
     UpstreamAuthError,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
 )
+from app.clients.registry import UnknownAdapterError
 from app.core.config import Settings
 from app.core.encryption import DecryptionError, Encryptor
 from app.core.media.download import DownloadPolicy
@@ -44,10 +58,11 @@ from app.core.tasks.results import (
     FetchedResult,
     TransientFetchError,
     delete_keys,
+    discard_attempt,
     discard_temp,
     fetch_result,
     move_into_storage,
-    release_pending_media,
+    release_task_media,
     reserve_and_record,
 )
 from app.core.tasks.service import ACTIVE_STATUSES
@@ -59,12 +74,23 @@ from app.models import GenerationTask, IdempotencyKey, Media
 
 logger = logging.getLogger(__name__)
 
-MAX_SUBMIT_RETRIES = 5
+# Creates that provably never reached the upstream (connection refused, …) are sent again up
+# to this many times; a 429 is retried until the deadline (the upstream asked us to wait).
+MAX_SUBMIT_RETRIES = 8
 MAX_AUTH_FAILURES = 3
+# Consecutive 4xx answers to a poll (the upstream no longer knows the task) before giving up.
+MAX_REJECTED_POLLS = 10
 MAX_DOWNLOAD_RETRIES = 5
 MAX_ERROR_BACKOFF = 60.0
+MAX_RETRY_AFTER = 300.0
 IDLE_WAIT = 0.5
+WEBHOOK_IDLE_WAIT = 1.0
 MAINTENANCE_EVERY = 300.0
+# While every slot is busy, wait for this share of them to free up (or BATCH_WAIT seconds)
+# before claiming again: fewer, larger claim queries.
+BATCH_FRACTION = 0.1
+BATCH_WAIT = 0.05
+SAVE_ATTEMPTS = 3
 
 
 def _results_to_json(results: Sequence[UpstreamResult]) -> list[dict[str, Any]]:
@@ -73,24 +99,63 @@ def _results_to_json(results: Sequence[UpstreamResult]) -> list[dict[str, Any]]:
             "url": r.url,
             "b64_data": r.b64_data,
             "content_type": r.content_type,
-            "requires_auth": bool(getattr(r, "requires_auth", False)),
+            "requires_auth": r.requires_auth,
         }
         for r in results
     ]
 
 
 def _results_from_json(items: Sequence[dict[str, Any]]) -> list[UpstreamResult]:
-    results = []
-    for item in items:
-        kwargs: dict[str, Any] = {
-            "url": item.get("url"),
-            "b64_data": item.get("b64_data"),
-            "content_type": item.get("content_type"),
-        }
-        if "requires_auth" in UpstreamResult.__dataclass_fields__:
-            kwargs["requires_auth"] = bool(item.get("requires_auth"))
-        results.append(UpstreamResult(**kwargs))
-    return results
+    return [
+        UpstreamResult(
+            url=item.get("url"),
+            b64_data=item.get("b64_data"),
+            content_type=item.get("content_type"),
+            requires_auth=bool(item.get("requires_auth")),
+        )
+        for item in items
+    ]
+
+
+# Every column but the request payload, which can hold megabytes of data-URI images and is only
+# read once, to submit: claims and transitions return these instead of the whole row.
+LIGHT_COLUMNS = tuple(c for c in GenerationTask.__table__.columns if c.name != "request_encrypted")
+
+
+def light_task(row: Any) -> GenerationTask:
+    """A detached task built from a `LIGHT_COLUMNS` row (never added to a session)."""
+    return GenerationTask(**dict(row._mapping))
+
+
+def claim_statement(worker_id: str, now: datetime, lease_until: datetime, limit: int) -> Update:
+    """One statement that leases up to `limit` due tasks and returns them.
+
+    Due: active and either scheduled for now or past its deadline (the sweep), and not leased
+    by a live worker. On PostgreSQL the inner SELECT skips rows another worker is claiming
+    (`FOR UPDATE SKIP LOCKED`), and a row claimed meanwhile is re-checked against the lease
+    condition, so two workers never lease one task.
+    """
+    due = (
+        select(GenerationTask.id)
+        .where(
+            GenerationTask.status.in_(ACTIVE_STATUSES),
+            or_(GenerationTask.next_poll_at <= now, GenerationTask.deadline_at <= now),
+            or_(
+                GenerationTask.lease_expires_at.is_(None),
+                GenerationTask.lease_expires_at < now,
+            ),
+        )
+        .order_by(GenerationTask.next_poll_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(GenerationTask)
+        .where(GenerationTask.id.in_(due.scalar_subquery()))
+        .values(lease_owner=worker_id, lease_expires_at=lease_until)
+        .returning(*LIGHT_COLUMNS)
+        .execution_options(synchronize_session=False)
+    )
 
 
 class TaskWorker:
@@ -113,135 +178,184 @@ class TaskWorker:
         self.storage = storage
         self.events = events
         self.router = router
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"[:64]
+        self.worker_id = (
+            worker_id or f"{socket.gethostname()[:40]}:{os.getpid()}:{os.urandom(4).hex()}"
+        )[:64]
         self.lease = timedelta(seconds=settings.task_lease_seconds)
-        self._slots = settings.max_concurrent_tasks
-        self._inflight: set[asyncio.Task[None]] = set()
+        self.slots = settings.max_concurrent_tasks
+        self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._webhook_wake = asyncio.Event()
         self._stopping = False
+        self._helpers: list[asyncio.Task[None]] = []
         self._loop_task: asyncio.Task[None] | None = None
-        self._last_maintenance = 0.0
+        self._last_maintenance: float | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    @property
+    def inflight_count(self) -> int:
+        return len(self._inflight)
+
     async def start(self) -> None:
         self._stopping = False
+        self._helpers = [
+            asyncio.create_task(self._keep_leases(), name=f"task-leases-{self.worker_id}"),
+            asyncio.create_task(self._send_webhooks(), name=f"task-webhooks-{self.worker_id}"),
+        ]
         self._loop_task = asyncio.create_task(self._run(), name=f"task-worker-{self.worker_id}")
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
-        """Stop claiming, let in-flight work finish briefly, then hand leases back."""
+        """Stop claiming, let in-flight work finish briefly, then hand leases back so another
+        worker continues at once instead of waiting for them to expire."""
         self._stopping = True
         self._wake.set()
+        self._webhook_wake.set()
         if self._loop_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        if self._inflight:
-            _, pending = await asyncio.wait(self._inflight, timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
+            self._loop_task = None
+        jobs = list(self._inflight.values())
+        if jobs:
+            _, pending = await asyncio.wait(jobs, timeout=grace_seconds)
+            for job in pending:
+                job.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+        for helper in self._helpers:
+            helper.cancel()
+        if self._helpers:
+            await asyncio.gather(*self._helpers, return_exceptions=True)
+        self._helpers = []
         await self._release_my_leases()
 
     def wake(self) -> None:
         self._wake.set()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stopping:
-            try:
-                claimed = await self.tick()
-            except Exception:
-                logger.exception("task worker tick failed")
-                claimed = 0
+            if self._last_maintenance is None or (
+                loop.time() - self._last_maintenance > MAINTENANCE_EVERY
+            ):
+                self._last_maintenance = loop.time()
+                await self._maintenance()
+            free = self.slots - len(self._inflight)
+            claimed = 0
+            if free > 0:
+                self._wake.clear()
+                try:
+                    claimed = await self.tick()
+                except Exception:
+                    logger.exception("task worker: claiming failed")
             if self._stopping:
                 break
-            if claimed == 0:
-                self._wake.clear()
+            if free > 0 and claimed == free:
+                continue  # a full batch: more may be due right now
+            if free > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=IDLE_WAIT)
+            else:
+                await self._wait_for_slots()
+
+    async def _wait_for_slots(self) -> None:
+        """Every slot is busy: wait until a batch's worth frees up (or a stop is asked)."""
+        wanted = max(1, int(self.slots * BATCH_FRACTION))
+        stop_waiter = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait(
+                [*self._inflight.values(), stop_waiter], return_when=asyncio.FIRST_COMPLETED
+            )
+            loop = asyncio.get_running_loop()
+            until = loop.time() + BATCH_WAIT
+            while (
+                not self._stopping
+                and self._inflight
+                and self.slots - len(self._inflight) < wanted
+                and (left := until - loop.time()) > 0
+            ):
+                await asyncio.wait(
+                    list(self._inflight.values()),
+                    timeout=left,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+        finally:
+            stop_waiter.cancel()
+        if not self._stopping:
+            self._wake.clear()
 
     async def tick(self) -> int:
-        """One round: maintenance, webhooks, then claim and start due tasks."""
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._last_maintenance > MAINTENANCE_EVERY:
-            self._last_maintenance = loop.time()
-            await self._maintenance()
-        await deliver_due(self.database, self.encryptor, self.http, self.settings)
-        free = self._slots - len(self._inflight)
+        """Claim due tasks for the free slots and start them; returns how many were claimed."""
+        free = self.slots - len(self._inflight)
         if free <= 0:
-            await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
-            return 1
+            return 0
         claimed = await self.claim(free)
+        started = 0
         for task in claimed:
-            job = asyncio.create_task(self._process_guarded(task))
-            self._inflight.add(job)
-            job.add_done_callback(self._inflight.discard)
+            if task.id in self._inflight:
+                # Its lease lapsed while our own job still runs (and the claim just renewed it):
+                # never run one task twice in one process.
+                continue
+            job = asyncio.create_task(self._process_guarded(task), name=f"task-{task.id}")
+            self._inflight[task.id] = job
+            job.add_done_callback(self._forget)
+            started += 1
         return len(claimed)
 
-    async def run_until_idle(self, limit_seconds: float = 30.0) -> None:
-        """Process everything due now and wait for it (tests, benchmarks, `worker --once`)."""
+    def _forget(self, job: asyncio.Task[None]) -> None:
+        task_id = job.get_name().removeprefix("task-")
+        if self._inflight.get(task_id) is job:
+            del self._inflight[task_id]
+
+    async def run_until_idle(self, limit_seconds: float | None = 30.0) -> None:
+        """Process everything due now, wait for it, and send due webhooks (tests, benchmarks,
+        `genapi worker --once`)."""
         async with asyncio.timeout(limit_seconds):
-            while True:
-                claimed = await self.tick()
-                if self._inflight:
-                    await asyncio.gather(*list(self._inflight), return_exceptions=True)
-                    continue
-                if claimed == 0:
-                    return
+            keeper = asyncio.create_task(self._keep_leases())
+            try:
+                while True:
+                    claimed = await self.tick()
+                    if self._inflight:
+                        await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
+                        continue
+                    if claimed == 0:
+                        break
+                while await deliver_due(self.database, self.encryptor, self.http, self.settings):
+                    pass
+            finally:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
 
     # -- claiming and leases -----------------------------------------------------------------
 
     async def claim(self, limit: int) -> list[GenerationTask]:
         now = utcnow()
-        due = (
-            select(GenerationTask.id)
-            .where(
-                GenerationTask.status.in_(ACTIVE_STATUSES),
-                or_(GenerationTask.next_poll_at <= now, GenerationTask.deadline_at <= now),
-                or_(
-                    GenerationTask.lease_expires_at.is_(None),
-                    GenerationTask.lease_expires_at < now,
-                ),
-            )
-            .order_by(GenerationTask.next_poll_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
         async with self.database.session() as db:
-            rows = await db.scalars(
-                update(GenerationTask)
-                .where(GenerationTask.id.in_(due.scalar_subquery()))
-                .values(lease_owner=self.worker_id, lease_expires_at=now + self.lease)
-                .returning(GenerationTask)
-                .execution_options(synchronize_session=False)
-            )
-            return list(rows.all())
+            rows = await db.execute(claim_statement(self.worker_id, now, now + self.lease, limit))
+            return [light_task(row) for row in rows.all()]
 
-    @contextlib.asynccontextmanager
-    async def _holding_lease(self, task_id: str) -> AsyncIterator[None]:
-        """Keep extending the lease while a long step (submit, download) runs."""
-
-        async def extend() -> None:
-            interval = max(0.5, self.lease.total_seconds() / 3)
-            while True:
-                await asyncio.sleep(interval)
+    async def _keep_leases(self) -> None:
+        """Extend the leases of every in-flight task, in one statement, every lease third."""
+        interval = max(0.2, self.lease.total_seconds() / 3)
+        while True:
+            await asyncio.sleep(interval)
+            ids = list(self._inflight)
+            if not ids:
+                continue
+            try:
                 async with self.database.session() as db:
                     await db.execute(
                         update(GenerationTask)
                         .where(
-                            GenerationTask.id == task_id,
+                            GenerationTask.id.in_(ids),
                             GenerationTask.lease_owner == self.worker_id,
                         )
                         .values(lease_expires_at=utcnow() + self.lease)
+                        .execution_options(synchronize_session=False)
                     )
-
-        keeper = asyncio.create_task(extend())
-        try:
-            yield
-        finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            except Exception:
+                logger.exception("task worker: could not extend leases")
 
     async def _release_my_leases(self) -> None:
         try:
@@ -250,11 +364,32 @@ class TaskWorker:
                     update(GenerationTask)
                     .where(GenerationTask.lease_owner == self.worker_id)
                     .values(lease_owner=None, lease_expires_at=None)
+                    .execution_options(synchronize_session=False)
                 )
         except Exception:
             logger.exception("could not release leases on shutdown (they will expire)")
 
+    async def _send_webhooks(self) -> None:
+        """Deliver due webhooks on their own pace, so a slow receiver never delays polling."""
+        while not self._stopping:
+            self._webhook_wake.clear()
+            try:
+                sent = await deliver_due(self.database, self.encryptor, self.http, self.settings)
+            except Exception:
+                logger.exception("webhook delivery round failed")
+                sent = 0
+            if sent == 0 and not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._webhook_wake.wait(), timeout=WEBHOOK_IDLE_WAIT)
+
     # -- transitions ---------------------------------------------------------------------------
+
+    def _owned(self, task_id: str) -> Any:
+        return (
+            GenerationTask.id == task_id,
+            GenerationTask.status.in_(ACTIVE_STATUSES),
+            GenerationTask.lease_owner == self.worker_id,
+        )
 
     async def _cas(
         self, task: GenerationTask, values: dict[str, Any], *, event: str | None = None
@@ -262,21 +397,26 @@ class TaskWorker:
         """Update `task` if it is still active and leased by us; returns the new row or None."""
         values = {**values, "updated_at": utcnow()}
         async with self.database.session() as db:
-            row = await db.scalar(
-                update(GenerationTask)
-                .where(
-                    GenerationTask.id == task.id,
-                    GenerationTask.status.in_(ACTIVE_STATUSES),
-                    GenerationTask.lease_owner == self.worker_id,
+            result = (
+                await db.execute(
+                    update(GenerationTask)
+                    .where(*self._owned(task.id))
+                    .values(**values)
+                    .returning(*LIGHT_COLUMNS)
+                    .execution_options(synchronize_session=False)
                 )
-                .values(**values)
-                .returning(GenerationTask)
-                .execution_options(synchronize_session=False)
-            )
-            if row is not None and TaskStatus(row.status).is_terminal:
-                await enqueue_terminal_webhook(db, self.encryptor, row)
-        if row is not None and event is not None:
-            self._publish(row, event)
+            ).one_or_none()
+            row = light_task(result) if result is not None else None
+            if row is not None and row.has_webhook and TaskStatus(row.status).is_terminal:
+                # The webhook body needs the request (its URL, the prompt): read it once, here.
+                full = await db.get(GenerationTask, row.id, populate_existing=True)
+                if full is not None:
+                    await enqueue_terminal_webhook(db, self.encryptor, full)
+        if row is not None:
+            if row.has_webhook and TaskStatus(row.status).is_terminal:
+                self._webhook_wake.set()
+            if event is not None:
+                self._publish(row, event)
         return row
 
     def _publish(self, task: GenerationTask, event_type: str) -> None:
@@ -307,9 +447,9 @@ class TaskWorker:
         next_at = utcnow() + timedelta(seconds=max(0.0, delay))
         return await self._cas(task, self._released(next_poll_at=next_at, **values), event=event)
 
-    async def _fail(self, task: GenerationTask, code: str, message: str) -> None:
+    async def _fail(self, task: GenerationTask, code: str, message: str) -> GenerationTask | None:
         now = utcnow()
-        await self._cas(
+        return await self._cas(
             task,
             self._released(
                 status=TaskStatus.FAILED.value,
@@ -322,9 +462,10 @@ class TaskWorker:
         )
 
     def _error_backoff(self, errors: int, retry_after: float | None = None) -> float:
+        """Exponential from one poll interval, jittered; an upstream's Retry-After is obeyed."""
         if retry_after is not None:
-            return min(max(retry_after, 0.0), MAX_ERROR_BACKOFF * 5)
-        base = self.settings.polling_interval * (2 ** min(errors, 10))
+            return min(max(retry_after, 0.0), MAX_RETRY_AFTER)
+        base = self.settings.polling_interval * (2 ** min(max(errors - 1, 0), 10))
         return min(MAX_ERROR_BACKOFF, base) * random.uniform(0.8, 1.2)
 
     def _pace(self, status: TaskStatus, progress: int) -> float:
@@ -367,18 +508,22 @@ class TaskWorker:
             )
             return
         try:
-            payload = TaskPayload.from_json(self.encryptor.decrypt_json(task.request_encrypted))
+            adapter = self.router.adapter(task.adapter)
+            credentials = self.router.credentials(task)
+        except UnknownAdapterError as exc:
+            await self._fail(task, "unknown_adapter", str(exc))
+            return
         except DecryptionError as exc:
             await self._fail(task, "decryption_failed", str(exc))
             return
         if task.submit_state == "pending":
-            await self._submit(task, payload)
+            await self._submit(task, adapter, credentials)
             return
         stored = self._pending_results(task)
         if stored is not None:
-            await self._store_results(task, stored)
+            await self._store_results(task, stored, credentials)
             return
-        await self._poll(task)
+        await self._poll(task, adapter, credentials)
 
     def _pending_results(self, task: GenerationTask) -> list[UpstreamResult] | None:
         """Results saved before an interrupted download (synchronous upstreams have no id)."""
@@ -393,32 +538,47 @@ class TaskWorker:
         return None
 
     async def _expire(self, task: GenerationTask) -> None:
-        await self._fail(
+        failed = await self._fail(
             task,
             "timeout",
             f"No result within {self.settings.task_deadline_minutes:g} minutes",
         )
-        if task.upstream_id:
+        if failed is not None and task.upstream_id:
             await self._cancel_upstream(task)
 
     async def _cancel_upstream(self, task: GenerationTask) -> None:
-        adapter = self.router.adapter(task.adapter)
-        if not getattr(adapter, "supports_cancel", False) or not task.upstream_id:
+        """Best effort: the task has ended here whatever the upstream answers."""
+        if not task.upstream_id:
             return
         try:
-            await adapter.cancel(task.upstream_id, self.router.credentials(task))
-        except UpstreamError as exc:
-            logger.info("task %s: upstream cancel failed: %s", task.id, exc)
+            adapter = self.router.patient_adapter(task.adapter)
+            if adapter.supports_cancel:
+                await adapter.cancel(task.upstream_id, self.router.credentials(task))
+        except (UpstreamError, UnknownAdapterError, DecryptionError) as exc:
+            logger.info("task %s: upstream cancel failed: %s", task.id, type(exc).__name__)
 
-    async def _submit(self, task: GenerationTask, payload: TaskPayload) -> None:
+    async def _submit(
+        self, task: GenerationTask, adapter: UpstreamAdapter, credentials: UpstreamCredentials
+    ) -> None:
+        async with self.database.session() as db:
+            encrypted = await db.scalar(
+                select(GenerationTask.request_encrypted).where(GenerationTask.id == task.id)
+            )
+        try:
+            payload = TaskPayload.from_json(self.encryptor.decrypt_json(encrypted or ""))
+            request = build_generation_request(task.kind, payload)  # type: ignore[arg-type]
+        except DecryptionError as exc:
+            await self._fail(task, "decryption_failed", str(exc))
+            return
+        except (ValueError, TypeError) as exc:
+            await self._fail(task, "invalid_request", f"The stored request is unusable: {exc}")
+            return
+        # Committed before the request leaves: after a crash we know it may have arrived.
         sending = await self._cas(task, {"submit_state": "sending"})
         if sending is None:
             return
-        adapter = self.router.adapter(task.adapter)
-        request = build_generation_request(task.kind, payload)  # type: ignore[arg-type]
         try:
-            async with self._holding_lease(task.id):
-                submission = await adapter.submit(request, self.router.credentials(task))
+            submission = await adapter.submit(request, credentials)
         except UpstreamError as exc:
             await self._submit_failed(task, exc)
             return
@@ -434,61 +594,96 @@ class TaskWorker:
             progress = status.progress if status and status.progress is not None else 0
             values.update(
                 status=(status.status if status else TaskStatus.QUEUED).value,
-                progress=progress,
+                progress=max(0, min(99, progress)),
             )
             if status and status.status == TaskStatus.IN_PROGRESS:
                 values["started_at"] = now
-            await self._reschedule(
-                task, self._pace(TaskStatus.QUEUED, 0), event="task.updated", **values
+            next_at = now + timedelta(seconds=self._pace(TaskStatus.QUEUED, 0))
+            await self._save_submission(
+                task, self._released(next_poll_at=next_at, **values), event="task.updated"
             )
             return
         # A synchronous upstream (images) answered with the result itself.
-        updated = await self._cas(task, values)
+        updated = await self._save_submission(task, values)
         if updated is None:
             return
         await self._handle_status(updated, status)
 
+    async def _save_submission(
+        self, task: GenerationTask, values: dict[str, Any], *, event: str | None = None
+    ) -> GenerationTask | None:
+        """Record an accepted create. Retried on database errors: losing the upstream id now
+        would leave the task `sending`, i.e. failed although it is being generated."""
+        for attempt in range(1, SAVE_ATTEMPTS + 1):
+            try:
+                return await self._cas(task, values, event=event)
+            except Exception:
+                if attempt == SAVE_ATTEMPTS:
+                    raise
+                logger.warning("task %s: saving the submission failed; retrying", task.id)
+                await asyncio.sleep(0.2 * attempt)
+        return None  # pragma: no cover
+
     async def _submit_failed(self, task: GenerationTask, exc: UpstreamError) -> None:
-        provably_not_taken = not exc.reached_upstream or isinstance(exc, UpstreamRateLimited)
-        if provably_not_taken and task.consecutive_errors < MAX_SUBMIT_RETRIES:
-            retry_after = getattr(exc, "retry_after", None)
+        errors = task.consecutive_errors + 1
+        if isinstance(exc, UpstreamRateLimited):
+            # A 429 means "not taken, come back later": resend after the pause it asks for,
+            # for as long as the deadline allows.
             await self._reschedule(
                 task,
-                self._error_backoff(task.consecutive_errors + 1, retry_after),
+                self._error_backoff(errors, exc.retry_after),
                 submit_state="pending",
-                consecutive_errors=task.consecutive_errors + 1,
+                consecutive_errors=errors,
+            )
+            return
+        if not exc.reached_upstream and exc.retryable and errors <= MAX_SUBMIT_RETRIES:
+            await self._reschedule(
+                task,
+                self._error_backoff(errors),
+                submit_state="pending",
+                consecutive_errors=errors,
             )
             return
         if isinstance(exc, UpstreamAuthError):
             code = "upstream_auth_failed"
         elif isinstance(exc, UpstreamRejected):
             code = "upstream_rejected"
-        elif provably_not_taken:
+        elif not exc.reached_upstream:
             code = "upstream_unavailable"
         else:
             # It may or may not have arrived: never send it again.
             code = "upstream_submit_failed"
         await self._fail(task, code, str(exc))
 
-    async def _poll(self, task: GenerationTask) -> None:
+    async def _poll(
+        self, task: GenerationTask, adapter: UpstreamAdapter, credentials: UpstreamCredentials
+    ) -> None:
         if not task.upstream_id:
             await self._fail(task, "upstream_no_task_id", "The upstream returned no task id")
             return
-        adapter = self.router.adapter(task.adapter)
         errors = task.consecutive_errors + 1
         try:
             status = await adapter.poll(
                 task.upstream_id,
-                self.router.credentials(task),
+                credentials,
                 kind=task.kind,  # type: ignore[arg-type]
+                previous=TaskStatus(task.status),
             )
         except UpstreamAuthError as exc:
             if errors >= MAX_AUTH_FAILURES:
                 await self._fail(task, "upstream_auth_failed", str(exc))
             else:
-                await self._reschedule(task, self._error_backoff(errors), consecutive_errors=errors)
+                await self._reschedule(
+                    task,
+                    self._error_backoff(errors),
+                    consecutive_errors=errors,
+                    poll_attempts=task.poll_attempts + 1,
+                )
             return
         except UpstreamError as exc:
+            if isinstance(exc, UpstreamRejected) and errors >= MAX_REJECTED_POLLS:
+                await self._fail(task, "upstream_task_lost", str(exc))
+                return
             logger.info("task %s: poll failed (%s); retrying", task.id, type(exc).__name__)
             await self._reschedule(
                 task,
@@ -514,6 +709,8 @@ class TaskWorker:
                     "The upstream reported success but returned no result",
                 )
                 return
+            # Remember where the results are before downloading: a restart resumes from here
+            # instead of asking the upstream again.
             saved = await self._cas(
                 task,
                 {
@@ -527,7 +724,9 @@ class TaskWorker:
                 },
             )
             if saved is not None:
-                await self._store_results(saved, list(status.results))
+                await self._store_results(
+                    saved, list(status.results), self.router.credentials(saved)
+                )
             return
         if status.status == TaskStatus.FAILED:
             error = status.error
@@ -565,31 +764,34 @@ class TaskWorker:
             **values,
         )
 
-    async def _store_results(self, task: GenerationTask, results: list[UpstreamResult]) -> None:
+    async def _store_results(
+        self,
+        task: GenerationTask,
+        results: list[UpstreamResult],
+        credentials: UpstreamCredentials,
+    ) -> None:
         policy = DownloadPolicy(
             allowed_hosts=set(self.settings.media_download_allowed_hosts),
             trusted_hosts=self.router.trusted_hosts,
         )
-        credentials = self.router.credentials(task)
         auth = {"Authorization": f"Bearer {credentials.api_key}"}
         final_attempt = task.consecutive_errors + 1 >= MAX_DOWNLOAD_RETRIES
         fetched: list[FetchedResult] = []
         try:
-            async with self._holding_lease(task.id):
-                for position, result in enumerate(results):
-                    fetched.append(
-                        await fetch_result(
-                            self.http,
-                            self.storage,
-                            self.settings,
-                            policy,
-                            result,
-                            position,
-                            auth_header=auth,
-                            transient_is_final=final_attempt,
-                        )
+            for position, result in enumerate(results):
+                fetched.append(
+                    await fetch_result(
+                        self.http,
+                        self.storage,
+                        self.settings,
+                        policy,
+                        result,
+                        position,
+                        auth_header=auth,
+                        transient_is_final=final_attempt,
                     )
-                await self._commit_results(task, fetched)
+                )
+            await self._commit_results(task, fetched)
         except TransientFetchError as exc:
             logger.info("task %s: result download failed (%s); retrying later", task.id, exc)
             await self._reschedule(
@@ -602,9 +804,19 @@ class TaskWorker:
                 discard_temp(item)
 
     async def _commit_results(self, task: GenerationTask, fetched: list[FetchedResult]) -> None:
-        # 1. Reserve quota and write pending rows (releasing an interrupted attempt's rows).
+        # 1. Still ours? Then drop what an interrupted attempt left, reserve quota and write
+        #    this attempt's rows as `pending` (the task row lock orders this against a cancel).
         async with self.database.session() as db:
-            stale_keys = await release_pending_media(db, task.id, task.user_id)
+            owned = await db.scalar(
+                update(GenerationTask)
+                .where(*self._owned(task.id))
+                .values(lease_expires_at=utcnow() + self.lease)
+                .returning(GenerationTask.id)
+                .execution_options(synchronize_session=False)
+            )
+            if owned is None:
+                return
+            stale_keys = await release_task_media(db, task.id, task.user_id)
             rows = await reserve_and_record(
                 db,
                 self.encryptor,
@@ -614,8 +826,13 @@ class TaskWorker:
                 fetched=fetched,
             )
         await delete_keys(self.storage, stale_keys)
+        pending_ids = [m.id for m in rows if m.state == "pending"]
         # 2. Move files into storage.
-        await move_into_storage(self.storage, fetched, rows)
+        try:
+            await move_into_storage(self.storage, fetched, rows)
+        except BaseException:
+            await self._discard_attempt(task, rows)
+            raise
         # 3. Mark stored and complete the task, atomically.
         usable = [m for m in rows if m.state in ("pending", "not_stored")]
         now = utcnow()
@@ -648,18 +865,16 @@ class TaskWorker:
             response_encrypted=self.encryptor.encrypt_json({"stored": len(rows)}),
         )
         async with self.database.session() as db:
-            await db.execute(
-                update(Media)
-                .where(Media.task_id == task.id, Media.state == "pending")
-                .values(state="stored")
-            )
+            if pending_ids:
+                await db.execute(
+                    update(Media)
+                    .where(Media.id.in_(pending_ids), Media.state == "pending")
+                    .values(state="stored")
+                    .execution_options(synchronize_session=False)
+                )
             row = await db.scalar(
                 update(GenerationTask)
-                .where(
-                    GenerationTask.id == task.id,
-                    GenerationTask.status.in_(ACTIVE_STATUSES),
-                    GenerationTask.lease_owner == self.worker_id,
-                )
+                .where(*self._owned(task.id))
                 .values(**values)
                 .returning(GenerationTask)
                 .execution_options(synchronize_session=False)
@@ -670,11 +885,19 @@ class TaskWorker:
             else:
                 await enqueue_terminal_webhook(db, self.encryptor, row)
         if row is not None:
+            if row.has_webhook:
+                self._webhook_wake.set()
             self._publish(row, event)
             return
+        logger.info("task %s: ended elsewhere while storing its results; discarded", task.id)
+        await self._discard_attempt(task, rows)
+
+    async def _discard_attempt(self, task: GenerationTask, rows: Sequence[Media]) -> None:
+        """Delete this attempt's rows (giving back what they reserved) and its files."""
         async with self.database.session() as db:
-            orphan_keys = await release_pending_media(db, task.id, task.user_id)
-        await delete_keys(self.storage, orphan_keys)
+            await discard_attempt(db, [m.id for m in rows], task.user_id)
+        keys = [k for m in rows if m.state == "pending" for k in (m.storage_key, m.thumbnail_key)]
+        await delete_keys(self.storage, [k for k in keys if k])
 
     # -- housekeeping --------------------------------------------------------------------------
 

@@ -15,5 +15,6 @@ class StorageUsage(BaseModel):
     )
     by_kind: dict[str, int] = Field(
         default_factory=dict,
-        description="Bytes used per media kind (e.g. video, image); empty until media exist.",
+        description="Bytes of stored media (files and thumbnails) per kind: `video`, `image`. "
+        "A kind appears once it has stored media.",
     )

@@ -11,6 +11,7 @@ from app.clients.base import TaskStatus
 
 MAX_BATCH = 20
 MAX_TAGS = 20
+MAX_REFERENCE_IMAGES = 16
 
 
 def _clean_tags(tags: list[str]) -> list[str]:
@@ -35,7 +36,7 @@ class TaskCreate(BaseModel):
     prompt: str = Field(min_length=1, max_length=32_000)
     title: str | None = Field(default=None, max_length=200)
     params: dict[str, Any] = Field(default_factory=dict)
-    images: list[str] = Field(default_factory=list, max_length=16)
+    images: list[str] = Field(default_factory=list, max_length=MAX_REFERENCE_IMAGES)
     mask: str | None = None
     n: int = Field(default=1, ge=1, le=MAX_BATCH)
     webhook_url: str | None = Field(default=None, max_length=2048)

@@ -1,185 +1,172 @@
-// Sign-in / registration page and the placeholder home page. Loaded as an external file:
-// the Content-Security-Policy forbids inline scripts.
-"use strict";
+// Sign-in and registration (/login). Errors appear next to the field they are about; after
+// signing in the browser goes to ?next= when that is a path on this site, else to the studio.
 
-(function () {
-  const AUTH_API = "/api/v1/auth";
-  const LOGIN_PATH = "/login";
+import { readCookie } from "./ui/api.js";
+import { safeNext } from "./lib/next.js";
+import { fieldErrors } from "./lib/catalog.js";
+import { showFieldErrors } from "./ui/params.js";
 
-  function readCookie(name) {
-    const prefix = name + "=";
-    for (const part of document.cookie.split(";")) {
-      const item = part.trim();
-      if (item.startsWith(prefix)) {
-        return decodeURIComponent(item.slice(prefix.length));
-      }
-    }
-    return null;
+const AUTH_API = "/api/v1/auth";
+
+function showMessage(text, ok = false) {
+  const box = document.getElementById("auth-message");
+  box.textContent = text || "";
+  box.className = "alert " + (ok ? "tone-success" : "tone-danger");
+  box.hidden = !text;
+}
+
+async function errorOf(response) {
+  let error = null;
+  try {
+    error = (await response.json()).error;
+  } catch (_ignored) {
+    // Not JSON: the generic message below.
   }
-
-  // Where to go after signing in. Only a path on this same site is honoured: anything that
-  // could leave it ("https://…", "//host", "/\host", "javascript:…") falls back to "/".
-  function safeNext(raw) {
-    if (typeof raw !== "string" || !raw.startsWith("/") || raw.startsWith("//") ||
-        raw.startsWith("/\\")) {
-      return "/";
-    }
-    let url;
-    try {
-      url = new URL(raw, window.location.origin);
-    } catch (_error) {
-      return "/";
-    }
-    if (url.origin !== window.location.origin || url.pathname === LOGIN_PATH) {
-      return "/";
-    }
-    return url.pathname + url.search + url.hash;
+  if (response.status === 429) {
+    const wait = response.headers.get("Retry-After");
+    return { message: "Too many attempts. Try again in " + (wait ? wait + " seconds." : "a while.") };
   }
+  return {
+    message: error?.message || "Something went wrong (HTTP " + response.status + ").",
+    code: error?.code || null,
+    details: error?.details || null,
+  };
+}
 
-  function showMessage(text, ok) {
-    const box = document.getElementById("auth-message");
-    if (!box) {
-      return;
-    }
-    box.textContent = text;
-    box.classList.toggle("is-ok", Boolean(ok));
-    box.hidden = !text;
+function postJson(path, body) {
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  const csrf = readCookie("csrf_token");
+  if (csrf) {
+    headers["X-CSRF-Token"] = csrf;
   }
+  return fetch(path, {
+    method: "POST",
+    credentials: "same-origin",
+    headers,
+    body: JSON.stringify(body),
+  });
+}
 
-  async function errorText(response) {
-    let error = null;
-    try {
-      error = (await response.json()).error;
-    } catch (_ignored) {
-      // Not JSON: fall through to the generic message.
+// Browser-side checks first (the same limits the API enforces), so most mistakes are shown
+// at once and next to the field.
+function localErrors(form) {
+  const errors = {};
+  for (const input of form.querySelectorAll("input")) {
+    if (!input.checkValidity()) {
+      const field = input.closest("[data-field]").dataset.field;
+      errors[field] = input.validity.valueMissing ? "Required." : input.validationMessage;
     }
-    if (response.status === 429) {
-      const wait = response.headers.get("Retry-After");
-      return "Too many attempts. Try again in " + (wait ? wait + " seconds." : "a while.");
-    }
-    if (error && Array.isArray(error.details) && error.details.length > 0) {
-      const first = error.details[0];
-      return (first.field ? first.field + ": " : "") + first.message;
-    }
-    if (error && error.message) {
-      return error.message;
-    }
-    return "Something went wrong (HTTP " + response.status + ").";
   }
+  return errors;
+}
 
-  async function postJson(path, body) {
-    const headers = { "Content-Type": "application/json", Accept: "application/json" };
-    const csrf = readCookie("csrf_token");
-    if (csrf) {
-      headers["X-CSRF-Token"] = csrf;
-    }
-    return fetch(path, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  }
-
-  async function signIn(identifier, password) {
-    const response = await postJson(AUTH_API + "/login?set_cookie=1", {
-      username_or_email: identifier,
-      password: password,
-    });
-    if (!response.ok) {
-      throw new Error(await errorText(response));
-    }
-    const next = new URLSearchParams(window.location.search).get("next");
-    window.location.assign(safeNext(next));
-  }
-
-  function withBusy(form, action) {
-    return async function (event) {
-      event.preventDefault();
-      if (!form.reportValidity()) {
-        return;
-      }
-      const button = form.querySelector("button[type=submit]");
-      button.disabled = true;
-      showMessage("");
-      try {
-        await action(new FormData(form));
-      } catch (error) {
-        showMessage(error.message || String(error));
-      } finally {
-        button.disabled = false;
-      }
-    };
-  }
-
-  function selectTab(name) {
-    for (const which of ["signin", "register"]) {
-      const active = which === name;
-      const tab = document.getElementById("tab-" + which);
-      tab.classList.toggle("is-active", active);
-      tab.setAttribute("aria-selected", String(active));
-      document.getElementById(which + "-form").hidden = !active;
-    }
-    showMessage("");
-  }
-
-  function initLoginPage(signinForm) {
-    const registerForm = document.getElementById("register-form");
-    document.getElementById("tab-signin").addEventListener("click", () => selectTab("signin"));
-    document.getElementById("tab-register").addEventListener("click", () => selectTab("register"));
-
-    signinForm.addEventListener("submit", withBusy(signinForm, async (data) => {
-      await signIn(String(data.get("username_or_email")).trim(), String(data.get("password")));
-    }));
-
-    registerForm.addEventListener("submit", withBusy(registerForm, async (data) => {
-      const username = String(data.get("username")).trim();
-      const password = String(data.get("password"));
-      const response = await postJson(AUTH_API + "/register", {
-        username: username,
-        email: String(data.get("email")).trim(),
-        password: password,
-      });
-      if (!response.ok) {
-        throw new Error(await errorText(response));
-      }
-      showMessage("Account created. Signing you in…", true);
-      await signIn(username, password);
-    }));
-  }
-
-  async function initHomePage(logoutButton) {
-    logoutButton.addEventListener("click", async () => {
-      logoutButton.disabled = true;
-      try {
-        await postJson(AUTH_API + "/logout");
-      } finally {
-        window.location.assign(LOGIN_PATH);
-      }
-    });
-    const response = await fetch(AUTH_API + "/me", { credentials: "same-origin" });
+async function signIn(identifier, password) {
+  const response = await postJson(AUTH_API + "/login?set_cookie=1", {
+    username_or_email: identifier,
+    password,
+  });
+  if (!response.ok) {
+    const error = await errorOf(response);
     if (response.status === 401) {
-      window.location.assign(LOGIN_PATH + "?next=" + encodeURIComponent("/"));
-      return;
+      error.fieldErrors = { password: "Wrong username, e-mail or password." };
+      error.message = "";
     }
-    if (!response.ok) {
-      showMessage(await errorText(response));
-      return;
-    }
-    const user = await response.json();
-    document.getElementById("current-user").textContent =
-      user.username + (user.is_admin ? " (admin)" : "");
-    document.getElementById("welcome-name").textContent = ", " + user.username;
+    throw error;
   }
+  const next = new URLSearchParams(window.location.search).get("next");
+  window.location.assign(safeNext(next, window.location.origin));
+}
 
-  document.addEventListener("DOMContentLoaded", () => {
-    const signinForm = document.getElementById("signin-form");
-    if (signinForm) {
-      initLoginPage(signinForm);
+function handle(form, action) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showMessage("");
+    const errors = localErrors(form);
+    showFieldErrors(form, errors);
+    if (Object.keys(errors).length) {
+      form.querySelector("[aria-invalid=true]")?.focus();
+      return;
     }
-    const logoutButton = document.getElementById("logout-button");
-    if (logoutButton) {
-      initHomePage(logoutButton);
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    button.classList.add("is-busy");
+    try {
+      await action(new FormData(form));
+    } catch (error) {
+      const placed = error.fieldErrors || fieldErrors(error.details || [],
+        [...form.querySelectorAll("[data-field]")].map((el) => el.dataset.field));
+      const unplaced = [...(placed[""] || [])];
+      delete placed[""];
+      unplaced.push(...showFieldErrors(form, placed));
+      showMessage([error.message && !Object.keys(placed).length ? error.message : "",
+        ...unplaced].filter(Boolean).join(" "));
+      form.querySelector("[aria-invalid=true]")?.focus();
+      button.disabled = false;
+      button.classList.remove("is-busy");
     }
   });
-})();
+}
+
+function selectTab(name, focus = false) {
+  for (const which of ["signin", "register"]) {
+    const active = which === name;
+    const tab = document.getElementById("tab-" + which);
+    tab.classList.toggle("is-active", active);
+    tab.setAttribute("aria-selected", String(active));
+    tab.tabIndex = active ? 0 : -1;
+    document.getElementById(which + "-form").hidden = !active;
+    if (active && focus) {
+      tab.focus();
+    }
+  }
+  showMessage("");
+  const form = document.getElementById(name + "-form");
+  form.querySelector("input")?.focus();
+}
+
+function init() {
+  const signinTab = document.getElementById("tab-signin");
+  const registerTab = document.getElementById("tab-register");
+  signinTab.addEventListener("click", () => selectTab("signin"));
+  registerTab.addEventListener("click", () => selectTab("register"));
+  // Arrow keys move between tabs (WAI-ARIA tabs pattern).
+  for (const tab of [signinTab, registerTab]) {
+    tab.addEventListener("keydown", (event) => {
+      if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
+        selectTab(tab === signinTab ? "register" : "signin", true);
+      }
+    });
+  }
+  if (window.location.hash === "#register") {
+    selectTab("register");
+  }
+
+  const signinForm = document.getElementById("signin-form");
+  handle(signinForm, async (data) => {
+    await signIn(String(data.get("username_or_email")).trim(), String(data.get("password")));
+  });
+
+  const registerForm = document.getElementById("register-form");
+  handle(registerForm, async (data) => {
+    const username = String(data.get("username")).trim();
+    const password = String(data.get("password"));
+    const response = await postJson(AUTH_API + "/register", {
+      username,
+      email: String(data.get("email")).trim(),
+      password,
+    });
+    if (!response.ok) {
+      const error = await errorOf(response);
+      const field = { email_taken: "email", username_taken: "username" }[error.code];
+      if (field) {
+        error.fieldErrors = { [field]: error.message };
+        error.message = "";
+      }
+      throw error;
+    }
+    showMessage("Account created. Signing you in…", true);
+    await signIn(username, password);
+  });
+}
+
+init();

@@ -100,6 +100,8 @@ class WebhookReceiver:
     url: str = ""
     received: list[ReceivedHook] = field(default_factory=list)
     statuses: deque[int] = field(default_factory=deque)
+    # While set to an unset Event, requests are recorded but not answered until it is set.
+    hold: asyncio.Event | None = None
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -116,6 +118,8 @@ class WebhookReceiver:
         async with self._changed:
             self.received.append(ReceivedHook(headers, b"".join(chunks), status))
             self._changed.notify_all()
+        if self.hold is not None:
+            await self.hold.wait()
         await send(
             {
                 "type": "http.response.start",
@@ -125,8 +129,8 @@ class WebhookReceiver:
         )
         await send({"type": "http.response.body", "body": b"ok" if status < 300 else b"no"})
 
-    async def wait_for(self, count: int, timeout: float = DEFAULT_TIMEOUT) -> list[ReceivedHook]:
-        async with asyncio.timeout(timeout), self._changed:
+    async def wait_for(self, count: int, within: float = DEFAULT_TIMEOUT) -> list[ReceivedHook]:
+        async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(lambda: len(self.received) >= count)
         return list(self.received)
 
@@ -136,7 +140,11 @@ async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
     receiver = WebhookReceiver()
     async with serve_asgi(receiver) as base_url:
         receiver.url = f"{base_url}/hooks"
-        yield receiver
+        try:
+            yield receiver
+        finally:
+            if receiver.hold is not None:
+                receiver.hold.set()  # let held requests finish so the server can stop
 
 
 # ----------------------------------------------------------------------------- simulator
@@ -215,13 +223,13 @@ async def wait_for_task(
     headers: dict[str, str],
     task_id: str,
     statuses: Iterable[str] = TERMINAL,
-    timeout: float = DEFAULT_TIMEOUT,
+    within: float = DEFAULT_TIMEOUT,
 ) -> dict[str, Any]:
     """Poll `GET /api/v1/tasks/{id}` until its status is one of `statuses` (or fail)."""
     wanted = set(statuses)
     last: dict[str, Any] = {}
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 response = await client.get(f"/api/v1/tasks/{task_id}", headers=headers)
                 assert response.status_code == 200, response.text

@@ -122,3 +122,15 @@ async def test_decoding_does_not_copy_the_payload(dest: Path) -> None:
         tracemalloc.stop()
     assert result.sha256 == expected
     assert peak < 4 * 1024 * 1024, f"peak traced memory {peak} bytes"
+
+
+async def test_local_write_failure_is_a_transient_media_error(
+    samples: Samples, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_bytes(b"")
+    encoded = base64.b64encode(samples["image.png"]).decode()
+    with pytest.raises(MediaDownloadError) as info:
+        await write_base64_to_temp(encoded, blocker / "x.part", MAX)
+    assert info.value.code == "media_write_failed"
+    assert info.value.transient is True

@@ -145,6 +145,27 @@ async def test_truncated_body_resumes_with_range_and_if_range(
     assert seen[1].headers["if-range"] == '"resumable-v1"'
 
 
+async def test_short_range_answer_is_resumed_again(
+    http: httpx.AsyncClient, media_server: MediaServer, samples: Samples, dest: Path
+) -> None:
+    t = token()
+    result = await download_to_temp(
+        http,
+        f"{media_server.url}/resumable/{t}?short=1",
+        dest=dest,
+        max_bytes=MAX,
+        policy=TRUSTED,
+        retry=FAST_RETRY,
+    )
+    assert dest.read_bytes() == samples["video.mp4"]
+    assert result.sha256 == hashlib.sha256(samples["video.mp4"]).hexdigest()
+    assert [r.headers.get("range") for r in media_server.seen(t)] == [
+        None,
+        "bytes=1000-",
+        "bytes=1500-",
+    ]
+
+
 @pytest.mark.parametrize("status", [404, 410])
 async def test_gone_url_is_expired_without_retry(
     http: httpx.AsyncClient, media_server: MediaServer, dest: Path, status: int
@@ -579,3 +600,20 @@ async def test_connection_is_pinned_to_the_checked_address(
 async def test_invalid_url_is_refused(http: httpx.AsyncClient, dest: Path) -> None:
     with pytest.raises(MediaForbiddenHost):
         await download_to_temp(http, "http://[oops/", dest=dest, max_bytes=MAX, policy=TRUSTED)
+
+
+async def test_local_write_failure_is_a_transient_media_error(
+    http: httpx.AsyncClient, media_server: MediaServer, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_bytes(b"")
+    with pytest.raises(MediaDownloadError) as info:
+        await download_to_temp(
+            http,
+            f"{media_server.url}/media/video.mp4",
+            dest=blocker / "x.part",
+            max_bytes=MAX,
+            policy=TRUSTED,
+        )
+    assert info.value.code == "media_write_failed"
+    assert info.value.transient is True

@@ -176,3 +176,10 @@ async def test_huge_image_gets_no_thumbnail(tmp_path: Path) -> None:
     assert await probe(src, "image/png") == MediaInfo(10000, 6000, None)
     assert await make_thumbnail(src, "image/png", dest) is False
     assert not dest.exists()
+
+
+async def test_thumbnail_to_an_unwritable_place_is_false(samples: Samples, tmp_path: Path) -> None:
+    src, blocker = tmp_path / "image.png", tmp_path / "blocker"
+    src.write_bytes(samples["image.png"])
+    blocker.write_bytes(b"")
+    assert await make_thumbnail(src, "image/png", blocker / "thumb.jpg") is False

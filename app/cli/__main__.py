@@ -1,0 +1,5 @@
+"""`python -m app.cli …`: the `genapi` command without the installed script."""
+
+from app.cli import main
+
+main()
