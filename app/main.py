@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from app.api import health, pages
+from app.api import health, metrics, pages
 from app.api.openai import openai_router
 from app.api.v1.router import api_router
 from app.clients.http import build_http_client
@@ -23,12 +23,15 @@ from app.core.catalog import get_catalog
 from app.core.config import Settings, get_settings
 from app.core.encryption import Encryptor
 from app.core.errors import install_error_handlers
+from app.core.fleet import FleetRunner
+from app.core.observability.upstream import upstream_event_hooks
 from app.core.request_log.writer import RequestLogWriter
 from app.core.secrets import ensure_secrets
 from app.core.security import dummy_password_hash
 from app.core.tasks.runtime import TaskRuntime
 from app.db.session import Database
 from app.middleware.csrf import CSRFMiddleware
+from app.middleware.metrics import MetricsMiddleware
 from app.middleware.request_logging import RequestLoggingMiddleware
 from app.middleware.security_headers import SecurityHeadersMiddleware
 from app.middleware.web_auth_redirect import WebAuthRedirectMiddleware
@@ -54,7 +57,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "No API_KEY/API_BASE_URL configured: results come from the built-in simulator."
         )
     app.state.simulator = simulator_app
-    app.state.http = build_http_client(settings, simulator_app=simulator_app)
+    app.state.http = build_http_client(
+        settings, simulator_app=simulator_app, event_hooks=upstream_event_hooks()
+    )
     request_log_writer = RequestLogWriter(database, app.state.encryptor, settings)
     app.state.request_log_writer = request_log_writer
     await request_log_writer.start()
@@ -73,11 +78,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         backups = BackupScheduler(settings, storage=tasks.storage)
         await backups.start()
     app.state.backups = backups
+    # Housekeeping (log retention, expired idempotency keys, stale temp files): every process
+    # starts a runner, one leader of the fleet runs the jobs.
+    fleet = FleetRunner.for_settings(settings, database=database, storage=tasks.storage)
+    await fleet.start()
+    app.state.fleet = fleet
     try:
         yield
     finally:
         # Order matters: stop background jobs, stop the worker (it hands its leases back),
         # flush the request log while the database is still open, then close connections.
+        await fleet.stop()
         if backups is not None:
             await backups.stop()
         await tasks.stop()
@@ -104,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
 
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(api_router)
     # Last among /v1 routers: it ends with a catch-all answering OpenAI-shaped 404s.
     app.include_router(openai_router)
@@ -128,5 +140,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
         expose_headers=["Retry-After", "X-Request-ID"],
     )
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     return app

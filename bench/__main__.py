@@ -12,7 +12,15 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench.common import Report, machine_summary, postgres_version, save_json, workdir, write_docs
+from bench.common import (
+    Report,
+    load_average,
+    machine_summary,
+    postgres_version,
+    save_json,
+    workdir,
+    write_docs,
+)
 
 NAMES = ("poller", "media", "history", "api")
 
@@ -21,7 +29,11 @@ def _runner(name: str, args: argparse.Namespace) -> Callable[[Path], Awaitable[R
     if name == "poller":
         from bench import poller
 
-        backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+        backends = (
+            tuple(b.strip() for b in args.backends.split(",") if b.strip())
+            if args.backends
+            else None
+        )
         return lambda wd: poller.run(
             wd, quick=args.quick, tasks=args.tasks, interval=args.interval, backends=backends
         )
@@ -46,6 +58,7 @@ async def _main(args: argparse.Namespace) -> int:
     for name in names:
         print(f"\n... running {name}{' --quick' if args.quick else ''}", flush=True)
         started = time.monotonic()
+        load_start = load_average()
         try:
             with workdir(name) as wd:
                 report = await _runner(name, args)(wd)
@@ -56,6 +69,7 @@ async def _main(args: argparse.Namespace) -> int:
             continue
         report.seconds = time.monotonic() - started
         report.machine = machine
+        report.load = f"{load_start:.1f} / {load_average():.1f}"
         print(report.text(), flush=True)
         save_json(report)
         if not args.no_docs:
@@ -71,7 +85,8 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, help="poller/history: number of tasks")
     parser.add_argument("--interval", type=float, help="poller: polling interval in seconds")
     parser.add_argument(
-        "--backends", default="postgres,sqlite", help="poller: databases (postgres,sqlite)"
+        "--backends",
+        help="poller: databases, e.g. postgres,sqlite (default: postgres; both with --quick)",
     )
     parser.add_argument("--size-mb", type=int, help="media: size of the streamed result")
     parser.add_argument("--requests", type=int, help="api: requests per endpoint and server")

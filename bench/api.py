@@ -35,7 +35,7 @@ from bench.load import LoadResult, run_load
 from bench.words import PromptGenerator
 
 CONCURRENCY = 50
-DEFAULT_REQUESTS, QUICK_REQUESTS = 2_000, 400
+DEFAULT_REQUESTS, QUICK_REQUESTS = 1_000, 200
 ROUNDS = 2
 PHASE_TIME_LIMIT = 60.0
 

@@ -284,6 +284,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     machine: str = ""
+    load: str = ""
 
     def text(self) -> str:
         out = [f"== {self.title}{' (--quick)' if self.quick else ''}", *self.setup, ""]
@@ -300,12 +301,17 @@ class Report:
             )
             out.append("")
         out.extend(f"note: {n}" for n in self.notes)
-        out.append(f"({self.seconds:.0f} s)")
+        out.append(f"({self.seconds:.0f} s; load average {self.load})")
         return "\n".join(out)
 
     def markdown(self) -> str:
         size = "`--quick` sizes" if self.quick else "default sizes"
-        out = [f"_Last run: {self.machine}; {size}; took {self.seconds:.0f} s._", ""]
+        out = [
+            f"_Last run: {self.machine}; {size}; took {self.seconds:.0f} s; 1-minute load "
+            f"average at start / end: {self.load} (2 cores: above 2 means other jobs competed "
+            "for the CPU)._",
+            "",
+        ]
         out.extend(f"- {line}" for line in self.setup)
         out.append("")
         for table in self.tables:
@@ -343,6 +349,14 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out.extend("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows)
     return out
+
+
+def load_average() -> float:
+    """The 1-minute load average: how busy the machine was (other jobs share these cores)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def machine_summary(pg_version: str) -> str:

@@ -91,7 +91,7 @@ async def cleanup_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def _empty_all_tables(engine: AsyncEngine) -> None:
+async def empty_all_tables(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
@@ -139,7 +139,7 @@ async def app(settings: Settings, cleanup_engine: AsyncEngine) -> AsyncIterator[
         async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30):
             yield application
     finally:
-        await _empty_all_tables(cleanup_engine)
+        await empty_all_tables(cleanup_engine)
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 EncryptorDep = Annotated[Encryptor, Depends(get_encryptor)]
-SessionDep = Annotated[AsyncSession, Depends(get_db)]
+SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 
 
 def bearer_token(request: Request) -> str | None:

@@ -6,6 +6,7 @@ import sys
 import typer
 
 from app.core.config import Settings, get_settings
+from app.core.observability.logging import setup_logging
 from app.core.secrets import ConfigurationError, ensure_secrets
 
 cli = typer.Typer(
@@ -16,8 +17,11 @@ cli = typer.Typer(
 )
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging(level: int | None = None) -> None:
+    """Structured (JSON) or human-readable logs per LOG_FORMAT/LOG_LEVEL."""
+    setup_logging(level)
+    # httpx logs every request URL at INFO, signed result URLs included.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def load_settings() -> Settings:

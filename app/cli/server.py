@@ -5,6 +5,7 @@ import sys
 import typer
 
 from app.cli.base import cli, configure_logging, load_settings
+from app.core.observability.logging import get_observability_settings, uvicorn_log_config
 from app.db.migrate import upgrade_to_head
 
 
@@ -27,6 +28,12 @@ def serve(
         True, "--migrate/--no-migrate", help="Apply migrations before serving."
     ),
     reload: bool = typer.Option(False, help="Reload on code changes (development)."),
+    shutdown_timeout: float = typer.Option(
+        8.0,
+        "--shutdown-timeout",
+        min=0,
+        help="Seconds open connections (e.g. event streams) get to finish on shutdown.",
+    ),
 ) -> None:
     """Run the API server (and, by default, the task worker inside it)."""
     import uvicorn
@@ -47,5 +54,7 @@ def serve(
         workers=workers,
         reload=reload,
         proxy_headers=True,
-        log_level="info",
+        log_config=uvicorn_log_config(),
+        log_level=get_observability_settings().log_level.lower(),
+        timeout_graceful_shutdown=int(shutdown_timeout) if shutdown_timeout else None,
     )

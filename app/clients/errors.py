@@ -22,16 +22,19 @@ REDACTED = "***"
 # Credentials that upstreams sometimes echo back ("Incorrect API key provided: sk-abc…").
 _BEARER_RE = re.compile(r"(?i)(bearer\s+)[^\s\"',;]+")
 _SK_RE = re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}")
+# A JWT (header.payload.signature, base64url): Kling's bearer token, minted from the secret key.
+_JWT_RE = re.compile(r"\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _WHITESPACE_RE = re.compile(r"\s+")
 
 
 def scrub(text: str, *secrets: str | None) -> str:
-    """Remove every given secret, bearer token and `sk-…` key from `text`."""
+    """Remove every given secret, bearer token, JWT and `sk-…` key from `text`."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, REDACTED)
     text = _BEARER_RE.sub(r"\1" + REDACTED, text)
+    text = _JWT_RE.sub(REDACTED, text)
     return _SK_RE.sub("sk-" + REDACTED, text)
 
 

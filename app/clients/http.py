@@ -78,6 +78,7 @@ def build_http_client(
     *,
     simulator_app: Any = None,
     mounts: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    event_hooks: Mapping[str, list[Any]] | None = None,
 ) -> httpx.AsyncClient:
     """The one pooled client for every upstream call.
 
@@ -100,6 +101,7 @@ def build_http_client(
         mounts=transports or None,
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
+        event_hooks=dict(event_hooks) if event_hooks else None,
     )
 
 
@@ -258,6 +260,33 @@ class HttpAdapter:
         return f"{type(self).__name__}(name={self.name!r})"
 
     # ---------------------------------------------------------------------------------------
+    # Authentication
+
+    def checked_key(self, credentials: UpstreamCredentials) -> str:
+        """The API key, refused before any request is built when it cannot go in a header."""
+        secret = credentials.api_key
+        if not secret or not _HEADER_SAFE_RE.match(secret):
+            raise UpstreamAuthError(
+                "the API key is empty or contains characters that cannot be sent",
+                upstream=self.name,
+                reached_upstream=False,
+            )
+        return secret
+
+    def auth_headers(self, credentials: UpstreamCredentials) -> dict[str, str]:
+        """Headers that authenticate one API call: `Authorization: Bearer <key>` by default.
+
+        Official provider adapters override this (Gemini: `x-goog-api-key`; Kling: a JWT
+        minted from the key pair).
+        """
+        return {"Authorization": f"Bearer {self.checked_key(credentials)}"}
+
+    def download_headers(self, credentials: UpstreamCredentials) -> dict[str, str]:
+        """Headers the media downloader sends with a `requires_auth` result (and only to that
+        result URL's origin): the same credentials as an API call."""
+        return self.auth_headers(credentials)
+
+    # ---------------------------------------------------------------------------------------
     # One request
 
     async def request(
@@ -273,14 +302,8 @@ class HttpAdapter:
     ) -> Any:
         """Send once; return the decoded JSON body or raise a typed `UpstreamError`."""
         secret = credentials.api_key
-        if not secret or not _HEADER_SAFE_RE.match(secret):
-            raise UpstreamAuthError(
-                "the API key is empty or contains characters that cannot be sent",
-                upstream=self.name,
-                reached_upstream=False,
-            )
         url = join_url(credentials.base_url, path)
-        headers = {"Authorization": f"Bearer {secret}", "Accept": "application/json"}
+        headers = {**self.auth_headers(credentials), "Accept": "application/json"}
         effective_timeout = request_timeout or self.timeout
         kwargs: dict[str, Any] = {"headers": headers}
         if effective_timeout is not None:

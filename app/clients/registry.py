@@ -13,9 +13,12 @@ from typing import Any
 
 import httpx
 
+from app.clients.ark import ArkAdapter
 from app.clients.base import UpstreamAdapter
+from app.clients.gemini_veo import GeminiVeoAdapter
 from app.clients.http import HttpAdapter
 from app.clients.images import ImagesAdapter
+from app.clients.kling import KlingAdapter
 from app.clients.openai_sora import OpenAISoraAdapter
 from app.clients.seedance import SeedanceAdapter
 from app.clients.sora import SoraAdapter
@@ -27,6 +30,10 @@ ADAPTERS: dict[str, type[HttpAdapter]] = {
     SeedanceAdapter.name: SeedanceAdapter,
     ImagesAdapter.name: ImagesAdapter,
     OpenAISoraAdapter.name: OpenAISoraAdapter,
+    # Official provider APIs (direct channels).
+    ArkAdapter.name: ArkAdapter,
+    GeminiVeoAdapter.name: GeminiVeoAdapter,
+    KlingAdapter.name: KlingAdapter,
 }
 
 

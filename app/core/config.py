@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     simulator_task_seconds: float = Field(default=6.0, ge=0)
     polling_interval: float = Field(default=5.0, gt=0)
     task_deadline_minutes: float = Field(default=120.0, gt=0)
-    task_lease_seconds: float = Field(default=120.0, ge=1)
+    task_lease_seconds: float = Field(default=30.0, ge=1)
     run_worker: bool = True
     webhook_max_attempts: int = Field(default=8, ge=1)
     max_concurrent_tasks: int = Field(default=50, ge=1)

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,57 @@ class ServiceUnavailable(AppError):
     status_code = 503
     code = "service_unavailable"
     message = "Service unavailable"
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="Machine-readable reason, e.g. `validation_error`.")
+    message: str = Field(description="What went wrong, for a person.")
+    details: Any = Field(
+        default=None, description="Extra data; for validation errors a list of failed fields."
+    )
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response outside `/v1` (which uses OpenAI's shape)."""
+
+    error: ErrorInfo
+
+
+_ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed request (e.g. a body that cannot be parsed)",
+    401: "Missing, invalid, revoked or expired credentials",
+    403: "Not allowed",
+    404: "Not found (another user's object is not found either)",
+    409: "Conflicts with the current state",
+    413: "Too large (or over the storage quota)",
+    415: "Unsupported media type",
+    416: "Range not satisfiable",
+    422: "Invalid input; `details` lists each field",
+    429: "Too many requests; retry after `Retry-After` seconds",
+    503: "Temporarily unavailable",
+}
+_RETRY_AFTER: dict[str, Any] = {
+    "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
+}
+
+
+def error_response_doc(status: int, description: str | None = None) -> dict[str, Any]:
+    """One OpenAPI `responses` entry with the error body's schema."""
+    doc: dict[str, Any] = {
+        "model": ErrorBody,
+        "description": description or _ERROR_DESCRIPTIONS.get(status, "Error"),
+    }
+    if status == 429:
+        doc["headers"] = _RETRY_AFTER
+    return doc
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each with the `ErrorBody` schema:
+    `APIRouter(responses=error_responses(401, 422))`, `responses=error_responses(404)`.
+    Declaring 422 also replaces FastAPI's default `HTTPValidationError` body, which is not
+    what this API sends."""
+    return {code: error_response_doc(code) for code in codes}
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from sqlalchemy import Column, Table, func, select, update
 from app.core.encryption import DecryptionError, Encryptor
 from app.db.base import Base
 from app.db.session import Database
-from app.models import ApiRequestLog, GenerationTask, Media, User, WebhookDelivery
+from app.models import ApiRequestLog, Channel, GenerationTask, Media, User, WebhookDelivery
 
 # Every encrypted column, per model: a new table with encrypted columns appends one line.
 # tests/core/test_key_rotation.py fails when a `*_encrypted` column is missing from this list.
@@ -45,6 +45,7 @@ ENCRYPTED_COLUMNS: list[tuple[type[Base], list[str]]] = [
     ),
     (Media, ["source_encrypted"]),
     (WebhookDelivery, ["url_encrypted", "payload_encrypted"]),
+    (Channel, ["api_key_encrypted"]),
 ]
 
 DEFAULT_BATCH_SIZE = 500

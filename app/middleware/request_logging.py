@@ -84,10 +84,11 @@ class RequestLoggingMiddleware:
         started_at = datetime.now(UTC)
         started = time.perf_counter()
         headers: list[tuple[bytes, bytes]] = scope.get("headers") or []
-        request_id = _request_id(headers)
         # Make sure the state dict exists *before* the app runs, so the principal that
         # `get_principal` stores on `request.state` lands in the dict we read afterwards.
         state: dict[str, Any] = scope.setdefault("state", {})
+        # Reuse an id an outer middleware already gave the request (structured logs, metrics).
+        request_id = state.get("request_id") or _request_id(headers)
         state["request_id"] = request_id
         app_state = getattr(scope.get("app"), "state", None)
         settings = getattr(app_state, "settings", None)

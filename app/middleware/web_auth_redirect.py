@@ -24,7 +24,7 @@ LOGIN_PATH = "/login"
 PAGE_METHODS = frozenset({"GET", "HEAD"})
 # Paths (and everything below them) that are never pages needing a session.
 OPEN_PREFIXES = ("/api", "/v1", "/health", "/static", "/docs", "/redoc", LOGIN_PATH)
-OPEN_PATHS = frozenset({"/openapi.json", "/favicon.ico", "/robots.txt"})
+OPEN_PATHS = frozenset({"/openapi.json", "/favicon.ico", "/robots.txt", "/metrics"})
 
 
 def is_open_path(path: str) -> bool:

@@ -1,6 +1,7 @@
 """ORM models. Importing this package registers every table on `Base.metadata`."""
 
 from app.db.base import Base
+from app.models.channel import Channel
 from app.models.request_log import ApiRequestLog, RequestCategory
 from app.models.task import (
     GenerationTask,
@@ -15,6 +16,7 @@ __all__ = [
     "ApiKey",
     "ApiRequestLog",
     "Base",
+    "Channel",
     "GenerationTask",
     "IdempotencyKey",
     "Media",

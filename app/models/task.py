@@ -55,6 +55,9 @@ class GenerationTask(UUIDPrimaryKey, Base):
     request_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
     response_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
     upstream_key_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The channel that was sent the create (None: the default upstream, API_BASE_URL). Polls,
+    # cancels and downloads always go to it, whatever the routing prefers meanwhile.
+    channel_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
 

@@ -10,11 +10,13 @@ import json
 import random
 import secrets
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
+import jwt
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
@@ -33,13 +35,24 @@ from app.simulator.faults import (
     parse_directives,
 )
 from app.simulator.media import CONTENT_TYPES, image_bytes, media_response, probe_image, video_bytes
-from app.simulator.shapes import create_payload, openai_video, task_payload
+from app.simulator.shapes import (
+    ark_task,
+    create_payload,
+    gemini_operation,
+    kling_envelope,
+    kling_task,
+    openai_video,
+    task_payload,
+)
 from app.simulator.state import MediaSpec, Store, Task, TaskFamily, new_id
 from app.simulator.validation import (
     ImageRequest,
     Rejected,
     VideoShape,
+    validate_ark,
+    validate_gemini,
     validate_image_request,
+    validate_kling,
     validate_openai_video,
     validate_seedance,
     validate_sora,
@@ -48,6 +61,15 @@ from app.simulator.validation import (
 
 Clock = Callable[[], float]
 Handler = Callable[[Request, dict[str, Any]], Awaitable[Response]]
+# How a caller proves who it is: a bearer key (aggregators, OpenAI, Ark), Google's
+# `x-goog-api-key` header (Gemini), or a Kling JWT signed with the secret key.
+AuthScheme = Literal["bearer", "goog", "kling"]
+ARK_TASKS = "/api/v3/contents/generations/tasks"
+GEMINI_OPERATION = ":predictLongRunning"
+KLING_ENDPOINTS = ("text2video", "image2video")
+# Leeway for a Kling token's exp/nbf against the wall clock (not the simulated clock: the
+# token is minted from real time).
+KLING_LEEWAY_SECONDS = 10
 
 
 class Reply(Exception):
@@ -85,6 +107,30 @@ def _prompt(fields: dict[str, Any]) -> str:
 def key_fingerprint(key: str) -> str:
     """How the request log names a key: never the key itself."""
     return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def ark_error(status: int, code: str, message: str) -> JSONResponse:
+    kind = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 409: "Conflict"}
+    body = {"code": code, "message": message, "param": "", "type": kind.get(status, "Error")}
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def google_error(status: int, message: str, rpc_status: str, reason: str | None = None) -> Response:
+    error: dict[str, Any] = {"code": status, "message": message, "status": rpc_status}
+    if reason is not None:
+        error["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": reason,
+                "domain": "googleapis.com",
+            }
+        ]
+    return JSONResponse({"error": error}, status_code=status)
+
+
+def kling_error(status: int, code: int, message: str) -> JSONResponse:
+    body = {"code": code, "message": message, "request_id": str(uuid.uuid4())}
+    return JSONResponse(body, status_code=status)
 
 
 class Simulator:
@@ -127,9 +173,105 @@ class Simulator:
             return None
         return key
 
-    def endpoint(self, handler: Handler, kind: str = "api") -> Callable[..., Any]:
+    def _authorized_goog_key(self, request: Request) -> tuple[str | None, Response | None]:
+        """Google's API key header (or `?key=`), answered the way Google answers."""
+        key = (
+            request.headers.get("x-goog-api-key") or request.query_params.get("key") or ""
+        ).strip()
+        if not key:
+            if request.headers.get("authorization"):
+                return None, google_error(
+                    401,
+                    "Request had invalid authentication credentials. Expected OAuth 2 access "
+                    "token, login cookie or other valid authentication credential.",
+                    "UNAUTHENTICATED",
+                )
+            return None, google_error(
+                403,
+                "Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API Key or other form of API consumer identity to call "
+                "this API.",
+                "PERMISSION_DENIED",
+            )
+        expected = self.config.api_key
+        if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
+            # Google says 400 (not 401) for a wrong key.
+            return None, google_error(
+                400,
+                "API key not valid. Please pass a valid API key.",
+                "INVALID_ARGUMENT",
+                "API_KEY_INVALID",
+            )
+        return key, None
+
+    def _authorized_kling(self, request: Request) -> tuple[str | None, Response | None]:
+        """A Kling JWT: HS256, `iss` = access key, valid `exp`/`nbf`.
+
+        The configured `api_key` is `ACCESS_KEY:SECRET_KEY` (a key without ':' is the secret
+        and any issuer goes); None accepts any well-formed, unexpired token. The request log
+        names the access key's fingerprint, never the token.
+        """
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return None, kling_error(401, 1001, "Authorization is empty")
+        expected = self.config.api_key
+        access_key: str | None = None
+        secret = expected
+        if expected is not None and ":" in expected:
+            access_key, _, secret = expected.partition(":")
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("alg") != "HS256":
+                raise jwt.InvalidAlgorithmError("alg")
+            claims = jwt.decode(
+                token,
+                key=secret or "",
+                algorithms=["HS256"],
+                leeway=KLING_LEEWAY_SECONDS,
+                options={
+                    "verify_signature": secret is not None,
+                    "verify_exp": True,
+                    "verify_nbf": True,
+                    "require": ["iss", "exp", "nbf"],
+                },
+            )
+        except jwt.ExpiredSignatureError:
+            return None, kling_error(401, 1004, "Authorization has expired")
+        except jwt.ImmatureSignatureError:
+            return None, kling_error(401, 1003, "Authorization is not yet valid")
+        except jwt.PyJWTError:
+            return None, kling_error(401, 1002, "Authorization is invalid")
+        issuer = claims.get("iss")
+        if not isinstance(issuer, str) or not issuer or (access_key and issuer != access_key):
+            return None, kling_error(401, 1002, "Authorization is invalid")
+        return issuer, None
+
+    def _authenticate(
+        self, request: Request, auth: AuthScheme
+    ) -> tuple[str | None, Response | None]:
+        """(the identity to fingerprint, None) when accepted; (None, the refusal) otherwise."""
+        if auth == "goog":
+            return self._authorized_goog_key(request)
+        if auth == "kling":
+            return self._authorized_kling(request)
+        key = self._authorized_key(request)
+        if key is not None:
+            return key, None
+        if request.scope["path"].startswith(ARK_TASKS):
+            return None, ark_error(
+                401,
+                "AuthenticationError",
+                "The API key or AK/SK in the request is missing or invalid.",
+            )
+        return None, openai_error(401, "invalid api key", "invalid_request_error")
+
+    def endpoint(
+        self, handler: Handler, kind: str = "api", auth: AuthScheme = "bearer"
+    ) -> Callable[..., Any]:
         """Wrap a handler. `kind`: "api" (key, latency, request log), "control" (key only),
-        "public" (nothing: health and media, which real CDNs serve without a key)."""
+        "public" (nothing: health and media, which real CDNs serve without a key).
+        `auth`: how the caller authenticates (see `AuthScheme`)."""
 
         async def run(request: Request) -> Response:
             entry: dict[str, Any] = {
@@ -138,9 +280,12 @@ class Simulator:
                 "path": request.scope["path"],
                 "key_fingerprint": None,
             }
-            key = self._authorized_key(request)
-            if kind != "public" and key is None:
-                response: Response = openai_error(401, "invalid api key", "invalid_request_error")
+            if kind == "public":
+                key, refusal = self._authorized_key(request), None
+            else:
+                key, refusal = self._authenticate(request, auth)
+            if refusal is not None:
+                response: Response = refusal
             else:
                 if key is not None:
                     entry["key_fingerprint"] = key_fingerprint(key)
@@ -253,10 +398,13 @@ class Simulator:
         request_summary: dict[str, Any],
         *,
         remixed_from: str | None = None,
+        echo: dict[str, Any] | None = None,
+        task_id: str | None = None,
     ) -> Task:
         now = self.clock()
         weird = directives.weird_id or self.config.special_ids
-        task_id = new_id("video" if family == "openai" else "task", weird=weird)
+        prefix = {"openai": "video", "ark": "cgt"}.get(family, "task")
+        task_id = task_id or new_id(prefix, weird=weird)
         width, height = self._video_dims(shape.aspect)
         media_id = secrets.token_hex(12)
         duration = self.config.task_seconds
@@ -278,6 +426,7 @@ class Simulator:
             seconds=shape.seconds,
             size=shape.size,
             remixed_from=remixed_from,
+            echo=dict(echo or {}),
         )
         for kind, count in directives.poll_faults:
             task.pending_poll_faults.extend([kind] * count)
@@ -623,6 +772,222 @@ class Simulator:
         task = self._new_task("openai", shape, directives, entry["body"], remixed_from=source.id)
         return JSONResponse(openai_video(task, task.phase(self.clock()), self.config.result_ttl))
 
+    # ----- official provider APIs: ByteDance Ark, Google Gemini (Veo), Kling ------------------
+
+    async def _create_official(
+        self,
+        request: Request,
+        entry: dict[str, Any],
+        family: TaskFamily,
+        body: dict[str, Any],
+        prompt: str,
+        validate: Callable[[dict[str, Any]], tuple[VideoShape, dict[str, Any]]],
+        reject: Callable[[str], Response],
+        respond: Callable[[Task], Response],
+        task_id: str | None = None,
+    ) -> Response:
+        """Directives, faults, validation and the new task, shared by the official APIs."""
+        directives = self._directives(prompt)
+        self._count_create(prompt)
+        fault = await self._before_create(request, prompt, directives)
+        if fault is not None and fault != "accepted-500":
+            return self._fault(fault, directives)
+        try:
+            shape, echo = validate(body)
+        except Rejected as exc:
+            return reject(str(exc))
+        task = self._new_task(
+            family, shape, directives, entry.get("body", {}), echo=echo, task_id=task_id
+        )
+        entry["task_id"] = task.id
+        if fault == "accepted-500":
+            return self._fault(fault, directives)
+        return respond(task)
+
+    async def _answered_poll(self, task: Task) -> Response | None:
+        fault = await self._poll_fault(task)
+        if fault is not None:
+            return fault
+        task.answered_polls += 1
+        return None
+
+    def _completed_media_url(self, request: Request, task: Task, state: str) -> str | None:
+        if state != "completed":
+            return None
+        spec = self.store.media[task.media_id]
+        return self._media_url(request, spec.id, spec.fmt)
+
+    # Ark
+
+    async def ark_create(self, request: Request, entry: dict[str, Any]) -> Response:
+        body = await self._json(request, entry)
+        content = body.get("content")
+        texts = [
+            item.get("text")
+            for item in (content if isinstance(content, list) else [])
+            if isinstance(item, dict) and item.get("type") == "text"
+        ]
+        prompt = next((text for text in texts if isinstance(text, str)), "")
+        return await self._create_official(
+            request,
+            entry,
+            "ark",
+            body,
+            prompt,
+            validate_ark,
+            lambda reason: ark_error(400, "InvalidParameter", reason),
+            lambda task: JSONResponse({"id": task.id}),
+        )
+
+    async def ark_poll(self, request: Request, entry: dict[str, Any]) -> Response:
+        task = self._task_for_poll(self._path_id(request, "task_id", 6), "ark")
+        entry["task_id"] = task.id
+        fault = await self._answered_poll(task)
+        if fault is not None:
+            return fault
+        phase = task.phase(self.clock())
+        url = self._completed_media_url(request, task, phase.state)
+        return JSONResponse(ark_task(task, phase, media_url=url))
+
+    async def ark_delete(self, request: Request, entry: dict[str, Any]) -> Response:
+        """Ark cancels a queued task and deletes a finished one; a running one is refused."""
+        task = self.store.tasks.get(self._path_id(request, "task_id", 6))
+        if task is None or task.family != "ark" or task.deleted:
+            raise Reply(ark_error(404, "ResourceNotFound", "The specified task is not found."))
+        entry["task_id"] = task.id
+        now = self.clock()
+        state = task.phase(now).state
+        if state == "queued":
+            task.cancel(now)
+        elif state == "in_progress":
+            return ark_error(
+                409, "OperationDenied", "A running task cannot be cancelled or deleted."
+            )
+        else:
+            task.deleted = True
+        return JSONResponse({})
+
+    # Gemini (Veo through predictLongRunning)
+
+    async def gemini_create(self, request: Request, entry: dict[str, Any]) -> Response:
+        target: str = request.path_params["target"]
+        if not target.endswith(GEMINI_OPERATION):
+            return google_error(404, f"Method not found: {target}", "NOT_FOUND")
+        model = target.removesuffix(GEMINI_OPERATION)
+        if not model.startswith("veo"):
+            return google_error(
+                404,
+                f"models/{model} is not found for API version v1beta, or is not supported "
+                "for predictLongRunning.",
+                "NOT_FOUND",
+            )
+        body = await self._json(request, entry)
+        instances = body.get("instances")
+        first = instances[0] if isinstance(instances, list) and instances else None
+        prompt = _prompt(first) if isinstance(first, dict) else ""
+        # Operation names are paths: ids stay plain (the weird-id directive does not apply).
+        operation = secrets.token_hex(8)
+
+        def respond(task: Task) -> Response:
+            return JSONResponse({"name": f"models/{task.model}/operations/{task.id}"})
+
+        return await self._create_official(
+            request,
+            entry,
+            "gemini",
+            body,
+            prompt,
+            lambda fields: validate_gemini(model, fields),
+            lambda reason: google_error(400, reason, "INVALID_ARGUMENT"),
+            respond,
+            task_id=operation,
+        )
+
+    async def gemini_operation(self, request: Request, entry: dict[str, Any]) -> Response:
+        model: str = request.path_params["model"]
+        task = self._task_for_poll(self._path_id(request, "operation", 5), "gemini")
+        if task.model != model:
+            raise Reply(google_error(404, "Operation not found.", "NOT_FOUND"))
+        entry["task_id"] = task.id
+        fault = await self._answered_poll(task)
+        if fault is not None:
+            return fault
+        phase = task.phase(self.clock())
+        uri = None
+        if phase.state == "completed":
+            base = self.config.public_base_url or str(request.base_url)
+            uri = f"{base.rstrip('/')}/v1beta/files/{task.media_id}:download?alt=media"
+        name = f"models/{task.model}/operations/{task.id}"
+        return JSONResponse(gemini_operation(task, phase, name=name, video_uri=uri))
+
+    async def gemini_file(self, request: Request, entry: dict[str, Any]) -> Response:
+        """The Files API: metadata, or the bytes with `:download?alt=media` (key required)."""
+        name: str = request.path_params["name"]
+        media_id, download, _ = name.partition(":download")
+        self.store.stats.media_requests += 1
+        spec = self.store.media.get(media_id)
+        if spec is None or spec.task_id is None or name not in (media_id, f"{media_id}:download"):
+            return google_error(404, "File not found.", "NOT_FOUND")
+        available = self._media_available(spec, self.clock())
+        if not download:
+            state = "ACTIVE" if available else "FAILED"
+            return JSONResponse(
+                {"name": f"files/{media_id}", "mimeType": "video/mp4", "state": state}
+            )
+        if request.query_params.get("alt") != "media":
+            return google_error(400, "Download requires alt=media.", "INVALID_ARGUMENT")
+        if not available:
+            return google_error(404, "File not found or expired.", "NOT_FOUND")
+        data = await self._media_bytes(spec)
+        chunked = self.config.chunked if spec.chunked is None else spec.chunked
+        return media_response(request, data, CONTENT_TYPES["mp4"], chunked=chunked)
+
+    # Kling
+
+    def kling_create(self, endpoint: str) -> Handler:
+        async def handler(request: Request, entry: dict[str, Any]) -> Response:
+            body = await self._json(request, entry)
+
+            def respond(task: Task) -> Response:
+                stamp = int(task.created_at * 1000)
+                data = {
+                    "task_id": task.id,
+                    "task_status": "submitted",
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                }
+                return JSONResponse(kling_envelope(data, str(uuid.uuid4())))
+
+            return await self._create_official(
+                request,
+                entry,
+                "kling",
+                body,
+                _prompt(body),
+                lambda fields: validate_kling(fields, mode=endpoint),
+                lambda reason: kling_error(400, 1201, reason),
+                respond,
+            )
+
+        return handler
+
+    def kling_poll(self, endpoint: str) -> Handler:
+        async def handler(request: Request, entry: dict[str, Any]) -> Response:
+            task = self._task_for_poll(self._path_id(request, "task_id", 4), "kling")
+            if task.echo.get("endpoint") != endpoint:
+                # Kling only finds a task under the endpoint that created it.
+                raise Reply(kling_error(404, 1203, "task not found"))
+            entry["task_id"] = task.id
+            fault = await self._answered_poll(task)
+            if fault is not None:
+                return fault
+            phase = task.phase(self.clock())
+            url = self._completed_media_url(request, task, phase.state)
+            payload = kling_task(task, phase, media_url=url, request_id=str(uuid.uuid4()))
+            return JSONResponse(payload)
+
+        return handler
+
     # ----- media -----------------------------------------------------------------------------
 
     async def media(self, request: Request, entry: dict[str, Any]) -> Response:
@@ -712,8 +1077,24 @@ class Simulator:
     # ----- routing ---------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
-        def route(path: str, handler: Handler, methods: list[str], kind: str = "api") -> Route:
-            return Route(path, self.endpoint(handler, kind), methods=methods)
+        def route(
+            path: str,
+            handler: Handler,
+            methods: list[str],
+            kind: str = "api",
+            auth: AuthScheme = "bearer",
+        ) -> Route:
+            return Route(path, self.endpoint(handler, kind, auth), methods=methods)
+
+        kling = [
+            route(f"/v1/videos/{name}", self.kling_create(name), ["POST"], auth="kling")
+            for name in KLING_ENDPOINTS
+        ] + [
+            route(
+                f"/v1/videos/{name}/{{task_id:path}}", self.kling_poll(name), ["GET"], auth="kling"
+            )
+            for name in KLING_ENDPOINTS
+        ]
 
         return [
             route("/health", self.health, ["GET"], kind="public"),
@@ -731,6 +1112,19 @@ class Simulator:
             route("/v1/video/seedance/tasks/{task_id:path}", self.seedance_cancel, ["DELETE"]),
             route("/v1/images/generations", self.images_generations, ["POST"]),
             route("/v1/images/edits", self.images_edits, ["POST"]),
+            route(ARK_TASKS, self.ark_create, ["POST"]),
+            route(f"{ARK_TASKS}/{{task_id:path}}", self.ark_poll, ["GET"]),
+            route(f"{ARK_TASKS}/{{task_id:path}}", self.ark_delete, ["DELETE"]),
+            route("/v1beta/models/{target}", self.gemini_create, ["POST"], auth="goog"),
+            route(
+                "/v1beta/models/{model}/operations/{operation:path}",
+                self.gemini_operation,
+                ["GET"],
+                auth="goog",
+            ),
+            route("/v1beta/files/{name}", self.gemini_file, ["GET", "HEAD"], auth="goog"),
+            # Kling shares the /v1/videos prefix with OpenAI: its routes must come first.
+            *kling,
             route("/v1/videos", self.openai_create, ["POST"]),
             route("/v1/videos", self.openai_list, ["GET"]),
             route("/v1/videos/{video_id:path}/content", self.openai_content, ["GET", "HEAD"]),

@@ -137,3 +137,98 @@ def openai_video(task: Task, phase: Phase, ttl: float | None) -> dict[str, Any]:
         "remixed_from_video_id": task.remixed_from,
         "error": error,
     }
+
+
+# ----- official provider APIs (one dialect each) -------------------------------------------------
+
+_ARK_STATUS = {
+    "queued": "queued",
+    "in_progress": "running",
+    "completed": "succeeded",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "expired": "expired",
+}
+_KLING_STATUS = {
+    "queued": "submitted",
+    "in_progress": "processing",
+    "completed": "succeed",
+    "failed": "failed",
+    # Kling has no cancelled or expired state: such a task is simply failed, with a reason.
+    "cancelled": "failed",
+    "expired": "failed",
+}
+# google.rpc.Code for the operation's `error`.
+_GOOGLE_CODES = {"failed": 13, "expired": 4, "cancelled": 1}
+GEMINI_RESPONSE_TYPE = (
+    "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse"
+)
+
+
+def _updated_at(task: Task, phase: Phase) -> float:
+    return phase.finished_at or phase.started_at or task.created_at
+
+
+def ark_task(task: Task, phase: Phase, *, media_url: str | None) -> dict[str, Any]:
+    """ByteDance Ark's task object (`GET /api/v3/contents/generations/tasks/{id}`)."""
+    body: dict[str, Any] = {
+        "id": task.id,
+        "model": task.model,
+        "status": _ARK_STATUS[phase.state],
+        "created_at": int(task.created_at),
+        "updated_at": int(_updated_at(task, phase)),
+        **task.echo,
+        "framespersecond": 24,
+    }
+    if phase.state == "completed" and media_url is not None:
+        body["content"] = {"video_url": media_url}
+        tokens = int(task.echo.get("duration", 5)) * 21_780
+        body["usage"] = {"completion_tokens": tokens, "total_tokens": tokens}
+    if phase.state in ("failed", "expired"):
+        body["error"] = {"code": _ERROR_CODES[phase.state], "message": error_reason(task, phase)}
+    return body
+
+
+def gemini_operation(
+    task: Task, phase: Phase, *, name: str, video_uri: str | None
+) -> dict[str, Any]:
+    """A Gemini long-running operation: no `done` (and nothing else) until it has ended."""
+    body: dict[str, Any] = {"name": name}
+    if not phase.is_terminal:
+        return body
+    body["done"] = True
+    if phase.state == "completed" and video_uri is not None:
+        body["response"] = {
+            "@type": GEMINI_RESPONSE_TYPE,
+            "generateVideoResponse": {"generatedSamples": [{"video": {"uri": video_uri}}]},
+        }
+    elif phase.state in _GOOGLE_CODES:
+        body["error"] = {"code": _GOOGLE_CODES[phase.state], "message": error_reason(task, phase)}
+    return body
+
+
+def kling_envelope(data: dict[str, Any] | None, request_id: str) -> dict[str, Any]:
+    return {"code": 0, "message": "SUCCEED", "request_id": request_id, "data": data}
+
+
+def kling_task(
+    task: Task, phase: Phase, *, media_url: str | None, request_id: str
+) -> dict[str, Any]:
+    """Kling's task (`GET /v1/videos/{text2video|image2video}/{task_id}`), times in ms."""
+    data: dict[str, Any] = {
+        "task_id": task.id,
+        "task_status": _KLING_STATUS[phase.state],
+        "task_status_msg": "",
+        "task_info": {},
+        "created_at": int(task.created_at * 1000),
+        "updated_at": int(_updated_at(task, phase) * 1000),
+    }
+    if phase.state == "completed" and media_url is not None:
+        data["task_result"] = {
+            "videos": [
+                {"id": task.media_id, "url": media_url, "duration": task.echo.get("duration")}
+            ]
+        }
+    elif phase.state in _ERROR_CODES:
+        data["task_status_msg"] = error_reason(task, phase)
+    return kling_envelope(data, request_id)

@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 from app.simulator.faults import Directives
 
-TaskFamily = Literal["sora", "veo", "seedance", "openai"]
+# Aggregator families (sora, veo, seedance) speak configurable dialects; the official APIs
+# (openai, ark, gemini, kling) speak exactly one each.
+TaskFamily = Literal["sora", "veo", "seedance", "openai", "ark", "gemini", "kling"]
 State = Literal["queued", "in_progress", "completed", "failed", "cancelled", "expired"]
 TERMINAL_STATES = frozenset({"completed", "failed", "cancelled", "expired"})
 
@@ -51,6 +53,8 @@ class Task:
     seconds: str | None = None
     size: str | None = None
     remixed_from: str | None = None
+    # Request fields an official API echoes in its task object (Ark's ratio, Kling's endpoint…).
+    echo: dict[str, Any] = field(default_factory=dict)
     polls: int = 0
     answered_polls: int = 0
     pending_poll_faults: deque[str] = field(default_factory=deque)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from app.simulator.media import fit_size
+from app.simulator.media import fit_size, probe_image
 
 
 class Rejected(ValueError):
@@ -26,6 +28,28 @@ OPENAI_SIZES = {
 }
 IMAGE_SIZES = {"1K": 1024, "2K": 2048, "4K": 4096}
 IMAGE_OUTPUT_FORMATS = {"png": "png", "jpeg": "jpg", "jpg": "jpg", "webp": "webp"}
+ARK_ROLES = ("first_frame", "last_frame", "reference_image")
+ARK_MAX_REFERENCES = 4
+GEMINI_ASPECTS = ("16:9", "9:16")
+GEMINI_RESOLUTIONS = ("720p", "1080p")
+GEMINI_PERSON_GENERATION = ("allow_all", "allow_adult", "dont_allow")
+GEMINI_MIME_TYPES = ("image/png", "image/jpeg", "image/webp")
+GEMINI_INSTANCE_FIELDS = frozenset({"prompt", "image", "lastFrame", "referenceImages"})
+GEMINI_PARAMETER_FIELDS = frozenset(
+    {
+        "aspectRatio",
+        "durationSeconds",
+        "negativePrompt",
+        "resolution",
+        "personGeneration",
+        "sampleCount",
+        "seed",
+    }
+)
+KLING_MODES = ("std", "pro")
+KLING_ASPECTS = ("16:9", "9:16", "1:1")
+KLING_DURATIONS = ("5", "10")
+KLING_MAX_PROMPT = 2500
 _SIZE_RE = re.compile(r"^(\d{1,5})\s*[xX*\u00d7]\s*(\d{1,5})$")
 _RATIO_RE = re.compile(r"^(\d{1,3}):(\d{1,3})$")
 
@@ -251,3 +275,227 @@ def validate_image_request(
         fmt=IMAGE_OUTPUT_FORMATS[output_format],
         b64=response_format == "b64_json",
     )
+
+
+# ----- official provider APIs -------------------------------------------------------------------
+
+
+def _base64_image(value: Any, name: str) -> None:
+    """Bare base64 (no `data:` prefix) that decodes to a real image."""
+    if not isinstance(value, str) or not value.strip():
+        raise Rejected(f"{name} must be base64-encoded image data")
+    try:
+        data = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise Rejected(f"{name} is not valid base64") from None
+    if probe_image(data) is None:
+        raise Rejected(f"{name} is not a valid image")
+
+
+def _data_uri_image(value: str, name: str) -> None:
+    header, _, payload = value.partition(",")
+    if ";base64" not in header.lower():
+        raise Rejected(f"{name} must be a base64 data URI")
+    _base64_image(payload, name)
+
+
+def _seed(body: dict[str, Any], name: str = "seed") -> int | None:
+    seed = _whole_number(body, name, None)
+    if seed is not None and not -1 <= seed <= 2**32 - 1:
+        raise Rejected(f"{name} must be between -1 and 4294967295")
+    return seed
+
+
+def validate_ark(body: dict[str, Any]) -> tuple[VideoShape, dict[str, Any]]:
+    """ByteDance Ark `contents/generations/tasks`: the prompt and images live in `content`."""
+    model = _text(body, "model")
+    content = body.get("content")
+    if not isinstance(content, list) or not content:
+        raise Rejected("content must be a non-empty list")
+    prompt = ""
+    roles: list[str | None] = []
+    for index, item in enumerate(content):
+        where = f"content[{index}]"
+        if not isinstance(item, dict):
+            raise Rejected(f"{where} must be an object")
+        kind = item.get("type")
+        if kind == "text":
+            if prompt:
+                raise Rejected("content may hold only one text item")
+            text = item.get("text")
+            if not isinstance(text, str) or not text.strip():
+                raise Rejected(f"{where}.text must be a non-empty string")
+            prompt = text
+        elif kind == "image_url":
+            image = item.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else None
+            _image_ref(url, f"{where}.image_url.url")
+            if isinstance(url, str) and url.startswith("data:"):
+                _data_uri_image(url, f"{where}.image_url.url")
+            role = item.get("role")
+            if role is not None and role not in ARK_ROLES:
+                raise Rejected(f"{where}.role must be one of {', '.join(ARK_ROLES)}")
+            roles.append(role)
+        else:
+            raise Rejected(f"{where}.type must be text or image_url")
+    if not prompt and not roles:
+        raise Rejected("content must hold a text prompt or an image")
+    references = roles.count("reference_image")
+    frames = [role for role in roles if role != "reference_image"]
+    if references and frames:
+        raise Rejected("reference_image cannot be combined with first_frame or last_frame")
+    if references > ARK_MAX_REFERENCES:
+        raise Rejected(f"at most {ARK_MAX_REFERENCES} reference images")
+    if frames.count("first_frame") > 1 or frames.count("last_frame") > 1 or len(frames) > 2:
+        raise Rejected("at most one first_frame and one last_frame")
+    if "last_frame" in frames and len(frames) < 2:
+        raise Rejected("last_frame needs a first_frame")
+    resolution = _choice(body, "resolution", SEEDANCE_RESOLUTIONS, "720p")
+    default_ratio = "adaptive" if frames else "16:9"
+    ratio = _choice(body, "ratio", SEEDANCE_RATIOS, default_ratio)
+    duration = _whole_number(body, "duration", 5)
+    if duration is None or not 2 <= duration <= 12:
+        raise Rejected(f"duration must be between 2 and 12 seconds; got {body.get('duration')!r}")
+    seed = _seed(body)
+    camera_fixed = _bool(body, "camera_fixed")
+    watermark = _bool(body, "watermark")
+    hook = body.get("callback_url")
+    if hook is not None and (not isinstance(hook, str) or not hook.startswith("http")):
+        raise Rejected("callback_url must be an http(s) URL")
+    echo = {
+        "resolution": resolution,
+        "ratio": ratio,
+        "duration": duration,
+        "seed": seed if seed is not None and seed >= 0 else 11,
+        "camera_fixed": camera_fixed,
+        "watermark": watermark,
+    }
+    shape = VideoShape(model, prompt, _aspect(ratio), seconds=str(duration))
+    return shape, echo
+
+
+def _gemini_image(value: Any, name: str) -> None:
+    if not isinstance(value, dict):
+        raise Rejected(f"{name} must be an object with bytesBase64Encoded and mimeType")
+    unknown = set(value) - {"bytesBase64Encoded", "mimeType"}
+    if unknown:
+        raise Rejected(f"Invalid JSON payload received. Unknown name {sorted(unknown)[0]!r}")
+    _base64_image(value.get("bytesBase64Encoded"), f"{name}.bytesBase64Encoded")
+    if value.get("mimeType") not in GEMINI_MIME_TYPES:
+        raise Rejected(f"{name}.mimeType must be one of {', '.join(GEMINI_MIME_TYPES)}")
+
+
+def validate_gemini(model: str, body: dict[str, Any]) -> tuple[VideoShape, dict[str, Any]]:
+    """Gemini `predictLongRunning` for Veo: one instance and a few known parameters."""
+    instances = body.get("instances")
+    if not isinstance(instances, list) or len(instances) != 1:
+        raise Rejected("instances must hold exactly one instance")
+    instance = instances[0]
+    if not isinstance(instance, dict):
+        raise Rejected("instances[0] must be an object")
+    unknown = set(instance) - GEMINI_INSTANCE_FIELDS
+    if unknown:
+        name = sorted(unknown)[0]
+        raise Rejected(
+            f"Invalid JSON payload received. Unknown name \"{name}\" at 'instances[0]': "
+            "Cannot find field."
+        )
+    prompt = instance.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise Rejected("instances[0].prompt is required")
+    if "image" in instance:
+        _gemini_image(instance["image"], "instances[0].image")
+    if "lastFrame" in instance:
+        if "image" not in instance:
+            raise Rejected("instances[0].lastFrame needs instances[0].image")
+        _gemini_image(instance["lastFrame"], "instances[0].lastFrame")
+    references = instance.get("referenceImages")
+    if references is not None:
+        if not isinstance(references, list) or not 1 <= len(references) <= 3:
+            raise Rejected("instances[0].referenceImages must hold 1 to 3 images")
+        for index, reference in enumerate(references):
+            where = f"instances[0].referenceImages[{index}]"
+            if not isinstance(reference, dict):
+                raise Rejected(f"{where} must be an object")
+            _gemini_image(reference.get("image"), f"{where}.image")
+            if reference.get("referenceType", "asset") not in ("asset", "style"):
+                raise Rejected(f"{where}.referenceType must be asset or style")
+    parameters = body.get("parameters", {})
+    if parameters is None:
+        parameters = {}
+    if not isinstance(parameters, dict):
+        raise Rejected("parameters must be an object")
+    unknown = set(parameters) - GEMINI_PARAMETER_FIELDS
+    if unknown:
+        name = sorted(unknown)[0]
+        raise Rejected(
+            f"Invalid JSON payload received. Unknown name \"{name}\" at 'parameters': "
+            "Cannot find field."
+        )
+    aspect = _choice(parameters, "aspectRatio", GEMINI_ASPECTS, "16:9")
+    _choice(parameters, "resolution", GEMINI_RESOLUTIONS, "720p")
+    duration = _whole_number(parameters, "durationSeconds", 8)
+    if duration is None or not 4 <= duration <= 8:
+        raise Rejected(
+            f"durationSeconds must be between 4 and 8; got {parameters.get('durationSeconds')!r}"
+        )
+    if parameters.get("negativePrompt") is not None:
+        _text(parameters, "negativePrompt", required=False)
+    if parameters.get("personGeneration") is not None:
+        _choice(parameters, "personGeneration", GEMINI_PERSON_GENERATION, "allow_all")
+    samples = _whole_number(parameters, "sampleCount", 1)
+    if samples is None or not 1 <= samples <= 4:
+        raise Rejected("sampleCount must be between 1 and 4")
+    _seed(parameters)
+    echo = {"parameters": dict(parameters)}
+    return VideoShape(model, prompt, _aspect(aspect), seconds=str(duration)), echo
+
+
+def _kling_image(value: Any, name: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise Rejected(f"{name} must be an image URL or base64 data")
+    if value.startswith(("http://", "https://")):
+        return
+    if value.startswith("data:"):
+        # Kling's documented rule: base64 without any `data:` prefix.
+        raise Rejected(f"{name}: base64 must not carry a data: prefix")
+    _base64_image(value, name)
+
+
+def validate_kling(body: dict[str, Any], *, mode: str) -> tuple[VideoShape, dict[str, Any]]:
+    """Kling `text2video` / `image2video` (`mode`)."""
+    model = _text(body, "model_name", required=False) or "kling-v1"
+    prompt = _text(body, "prompt", required=mode == "text2video")
+    if len(prompt) > KLING_MAX_PROMPT:
+        raise Rejected(f"prompt must be at most {KLING_MAX_PROMPT} characters")
+    negative = _text(body, "negative_prompt", required=False)
+    if len(negative) > KLING_MAX_PROMPT:
+        raise Rejected(f"negative_prompt must be at most {KLING_MAX_PROMPT} characters")
+    cfg_scale = body.get("cfg_scale")
+    if cfg_scale is not None and (
+        isinstance(cfg_scale, bool)
+        or not isinstance(cfg_scale, int | float)
+        or not 0 <= cfg_scale <= 1
+    ):
+        raise Rejected("cfg_scale must be a number between 0 and 1")
+    kling_mode = _choice(body, "mode", KLING_MODES, "std")
+    duration = body.get("duration", "5")
+    duration = (
+        str(duration) if isinstance(duration, int) and not isinstance(duration, bool) else duration
+    )
+    if duration not in KLING_DURATIONS:
+        raise Rejected(f"duration must be one of 5, 10; got {body.get('duration')!r}")
+    aspect = "16:9"
+    if mode == "text2video":
+        aspect = _choice(body, "aspect_ratio", KLING_ASPECTS, "16:9")
+    else:
+        if body.get("image") is None:
+            raise Rejected("image is required for image2video")
+        _kling_image(body["image"], "image")
+        if body.get("image_tail") is not None:
+            _kling_image(body["image_tail"], "image_tail")
+    hook = body.get("callback_url")
+    if hook is not None and (not isinstance(hook, str) or not hook.startswith("http")):
+        raise Rejected("callback_url must be an http(s) URL")
+    echo = {"endpoint": mode, "duration": duration, "mode": kling_mode}
+    return VideoShape(model, prompt, _aspect(aspect), seconds=duration), echo

@@ -29,7 +29,7 @@ from app.core.observability.upstream import upstream_event_hooks
 from app.core.request_log.entry import RequestLogEntry
 from app.core.request_log.writer import RequestLogWriter
 from app.db.session import Database
-from tests.conftest import AuthedUser, _empty_all_tables
+from tests.conftest import AuthedUser, empty_all_tables
 from tests.core.observability.helpers import (
     observed_app,
     parse_samples,
@@ -50,7 +50,7 @@ def settings_overrides() -> dict[str, Any]:
 @pytest.fixture
 def observability() -> ObservabilitySettings:
     return ObservabilitySettings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         metrics_token=SecretStr(METRICS_TOKEN),
     )
 
@@ -75,7 +75,7 @@ async def app(
         async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30):
             yield application
     finally:
-        await _empty_all_tables(cleanup_engine)
+        await empty_all_tables(cleanup_engine)
 
 
 def client_from(app: FastAPI, address: tuple[str, int]) -> httpx.AsyncClient:
@@ -249,9 +249,10 @@ async def test_backup_scheduler_state_is_exposed_when_present(
     assert value(samples, "genapi_backups_succeeded_total") == 7
     assert value(samples, "genapi_backup_leader") == 1
 
-    # The attribute name of the brief (`failures`) is read too; a scheduler that never
-    # succeeded exposes no age rather than a made-up one.
-    app.state.backup_scheduler = SimpleNamespace(last_success_at=None, failures=1)
+    # Where the lifespan keeps it (`app.state.backups`) works the same; the attribute name
+    # `failures` is read too; a scheduler that never succeeded exposes no age.
+    del app.state.backup_scheduler
+    app.state.backups = SimpleNamespace(last_success_at=None, failures=1)
     samples = await scrape(local)
     assert value(samples, "genapi_backups_failed_total") == 1
     assert value(samples, "genapi_backup_age_seconds") is None
@@ -362,14 +363,14 @@ async def test_the_allowlist_admits_exactly_its_networks(
     app: FastAPI, allowlist: str | None, address: str, allowed: bool
 ) -> None:
     options: dict[str, Any] = {} if allowlist is None else {"metrics_allowlist": allowlist}
-    app.state.observability = ObservabilitySettings(_env_file=None, **options)  # type: ignore[call-arg]
+    app.state.observability = ObservabilitySettings(_env_file=None, **options)
     async with client_from(app, (address, 1234)) as http:
         response = await http.get("/metrics")
     assert response.status_code == (200 if allowed else 401), response.text
 
 
 async def test_metrics_can_be_switched_off(app: FastAPI, local: httpx.AsyncClient) -> None:
-    app.state.observability = ObservabilitySettings(_env_file=None, metrics_enabled=False)  # type: ignore[call-arg]
+    app.state.observability = ObservabilitySettings(_env_file=None, metrics_enabled=False)
     response = await local.get("/metrics")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"

@@ -20,10 +20,17 @@ from app.core.observability.logging import get_observability_settings
 from app.db.migrate import head_revision
 from app.db.session import create_engine
 from app.simulator import SimulatorConfig, create_simulator_app
-from tests.core.observability.helpers import serve
+from tests.core.observability.helpers import logging_restored, serve
 
 GOOD_UPSTREAM_KEY = "sk-doctor-good-key-123456"
 WRONG_UPSTREAM_KEY = "sk-doctor-wrong-key-654321"
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging() -> Iterator[None]:
+    # The command configures logging for the process; leave the test run's as it was.
+    with logging_restored():
+        yield
 
 
 @pytest.fixture

@@ -289,7 +289,7 @@ def test_admin_changes_a_users_quota(browser: Any, page: Any, server: LiveServer
         usage = http.get("/api/v1/storage/me", headers=member.headers).json()
     assert usage["quota_bytes"] == int(2.5 * 1024**3)
     page.goto("/account")
-    assert page.locator("#quota-total").inner_text() == "2.5 GB"
+    expect(page.locator("#quota-total")).to_have_text("2.5 GB")
 
 
 def test_mutation_without_csrf_header_is_refused(page: Any, server: LiveServer) -> None:

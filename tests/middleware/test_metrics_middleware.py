@@ -196,7 +196,7 @@ async def test_other_scopes_pass_through_untouched() -> None:
     metrics = Metrics()
     middleware = MetricsMiddleware(inner, metrics=metrics)
     scope: Scope = {"type": "lifespan", "asgi": {"version": "3.0"}}
-    await middleware(scope, receiver(), lambda message: asyncio.sleep(0))  # type: ignore[arg-type,return-value]
+    await middleware(scope, receiver(), lambda message: asyncio.sleep(0))
     assert seen == [{"type": "lifespan", "asgi": {"version": "3.0"}}]
     assert "state" not in seen[0]
     assert not any(name == REQUESTS for name, _ in samples(metrics))

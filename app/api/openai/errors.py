@@ -124,10 +124,22 @@ OPENAI_EXCEPTION_HANDLERS: dict[Any, Any] = {
     Exception: _unexpected,
 }
 
+
+def openai_error_doc(description: str) -> dict[str, Any]:
+    """One OpenAPI `responses` entry with OpenAI's error body."""
+    return {"model": OpenAIErrorResponse, "description": description}
+
+
 OPENAI_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": OpenAIErrorResponse, "description": "Invalid request (`param` names it)"},
-    401: {"model": OpenAIErrorResponse, "description": "Missing or invalid API key"},
-    404: {"model": OpenAIErrorResponse, "description": "Not found (or another user's)"},
+    400: openai_error_doc("Invalid request (`param` names it)"),
+    401: openai_error_doc("Missing or invalid API key"),
+    404: openai_error_doc("Not found (or another user's)"),
+}
+# What a create (video, image generation or edit) can answer besides the above.
+OPENAI_CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: openai_error_doc("Idempotency-Key already used with a different request"),
+    413: openai_error_doc("A reference image is too large, or the storage quota is full"),
+    415: openai_error_doc("Unsupported request body or reference image type"),
 }
 
 

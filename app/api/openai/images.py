@@ -16,7 +16,12 @@ from pydantic import ValidationError
 
 from app.api.deps import SessionDep, SettingsDep
 from app.api.openai.deps import IdempotencyHeader, OpenAIPrincipal, UpstreamKeyHeader
-from app.api.openai.errors import OPENAI_ERROR_RESPONSES, OpenAIRoute
+from app.api.openai.errors import (
+    OPENAI_CREATE_RESPONSES,
+    OPENAI_ERROR_RESPONSES,
+    OpenAIRoute,
+    openai_error_doc,
+)
 from app.api.openai.forms import media_type, read_form, read_upload
 from app.api.v1.generations import ContextDep, RuntimeDep, wait_for_tasks
 from app.core import openai_compat as compat
@@ -47,6 +52,12 @@ _PASS_THROUGH = (
     "partial_images",
 )
 _BINARY = {"type": "string", "format": "binary"}
+# The answer waits for the images, so the upstream's failure or slowness is part of it.
+_GENERATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **OPENAI_CREATE_RESPONSES,
+    502: openai_error_doc("The upstream failed to produce the images"),
+    504: openai_error_doc("Not ready within REQUEST_TIMEOUT (they keep generating)"),
+}
 _EDIT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -132,6 +143,7 @@ async def _generate(
     "/generations",
     response_model=ImagesResponse,
     response_model_exclude_none=True,
+    responses=_GENERATE_RESPONSES,
     summary="Generate images (OpenAI compatible; answers when they are ready)",
 )
 async def generate_images(
@@ -162,6 +174,7 @@ async def generate_images(
     "/edits",
     response_model=ImagesResponse,
     response_model_exclude_none=True,
+    responses=_GENERATE_RESPONSES,
     summary="Edit images: one or more `image` files (and an optional `mask`) as multipart",
     openapi_extra=_EDIT_BODY,
 )

@@ -13,7 +13,13 @@ from pydantic import ValidationError
 
 from app.api.deps import SessionDep, SettingsDep
 from app.api.openai.deps import IdempotencyHeader, OpenAIPrincipal, UpstreamKeyHeader
-from app.api.openai.errors import OPENAI_ERROR_RESPONSES, OpenAIRoute, openai_error_response
+from app.api.openai.errors import (
+    OPENAI_CREATE_RESPONSES,
+    OPENAI_ERROR_RESPONSES,
+    OpenAIRoute,
+    openai_error_doc,
+    openai_error_response,
+)
 from app.api.openai.forms import media_type, read_form, read_json_object, read_upload
 from app.api.v1.generations import ContextDep, RuntimeDep
 from app.clients.base import TaskStatus
@@ -118,6 +124,7 @@ def _reference_url(value: str | InputReference | None) -> list[str]:
 @router.post(
     "",
     response_model=VideoObject,
+    responses=OPENAI_CREATE_RESPONSES,
     summary="Create a video (OpenAI compatible)",
     description=(
         "JSON or multipart. `seconds` and `size` are mapped onto the model's catalog "
@@ -287,7 +294,18 @@ async def _serve(
     "/{video_id}/content",
     summary="The MP4 (or `variant=thumbnail`: a JPEG poster); HTTP Range supported",
     response_class=Response,
-    responses={200: {"content": {"video/mp4": {}, "image/jpeg": {}}}},
+    responses={
+        200: {
+            "description": "The file",
+            "content": {
+                "video/mp4": {"schema": {"type": "string", "format": "binary"}},
+                "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+        206: {"description": "The requested byte range (`Range` header)"},
+        304: {"description": "Not modified (`If-None-Match` matched the ETag)"},
+        416: openai_error_doc("The `Range` cannot be satisfied"),
+    },
 )
 async def download_content(
     request: Request,
@@ -303,6 +321,7 @@ async def download_content(
 @router.post(
     "/{video_id}/remix",
     response_model=VideoObject,
+    responses=OPENAI_CREATE_RESPONSES,
     summary="Remix a completed video with a new prompt (where the upstream supports it)",
 )
 async def remix_video(

@@ -8,15 +8,17 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import AdminUser, SessionDep
 from app.core import users
+from app.core.errors import error_response_doc, error_responses
 from app.models.schemas.admin import AdminUserOut, AdminUserPage, AdminUserUpdate, QuotaUpdate
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(422))
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Not authenticated"},
-    403: {"description": "Caller is not an administrator (code `admin_required`)"},
+    401: error_response_doc(401, "Not authenticated"),
+    403: error_response_doc(403, "Caller is not an administrator (code `admin_required`)"),
 }
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Unknown user id"}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: error_response_doc(404, "Unknown user id")}
+_BAD_BODY = error_responses(400)
 
 
 @router.get("/users", response_model=AdminUserPage, responses=_ERRORS)
@@ -53,7 +55,8 @@ async def get_user(user_id: str, _: AdminUser, db: SessionDep) -> AdminUserOut:
     response_model=AdminUserOut,
     responses=_ERRORS
     | _NOT_FOUND
-    | {409: {"description": "An admin tried to disable or demote themselves"}},
+    | _BAD_BODY
+    | {409: error_response_doc(409, "An admin tried to disable or demote themselves")},
 )
 async def update_user(
     user_id: str, body: AdminUserUpdate, admin: AdminUser, db: SessionDep
@@ -64,6 +67,10 @@ async def update_user(
     return AdminUserOut.model_validate(updated)
 
 
-@router.patch("/users/{user_id}/quota", response_model=AdminUserOut, responses=_ERRORS | _NOT_FOUND)
+@router.patch(
+    "/users/{user_id}/quota",
+    response_model=AdminUserOut,
+    responses=_ERRORS | _NOT_FOUND | _BAD_BODY,
+)
 async def set_quota(user_id: str, body: QuotaUpdate, _: AdminUser, db: SessionDep) -> AdminUserOut:
     return AdminUserOut.model_validate(await users.set_quota(db, user_id, body.storage_quota_bytes))

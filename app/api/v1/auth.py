@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from app.api.deps import PrincipalDep, SessionDep, SettingsDep, get_database
 from app.core.auth import service
 from app.core.config import Settings
+from app.core.errors import error_response_doc, error_responses
 from app.core.security import ACCESS_COOKIE, CSRF_COOKIE, generate_csrf_token
 from app.db.session import Database
 from app.models.schemas.auth import (
@@ -20,14 +21,14 @@ from app.models.schemas.auth import (
     UserOut,
 )
 
-router = APIRouter()
+# Every error body is {"error": {"code", "message", "details"}}; 422 for any invalid input.
+router = APIRouter(responses=error_responses(422))
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
 
-# Shown in OpenAPI; every error body is {"error": {"code", "message", "details"}}.
-UNAUTHENTICATED: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing, invalid, revoked or expired credentials"}
-}
+UNAUTHENTICATED: dict[int | str, dict[str, Any]] = error_responses(401)
+# FastAPI answers 400 for a JSON body it cannot even decode (e.g. invalid UTF-8).
+MALFORMED_BODY: dict[int | str, dict[str, Any]] = error_responses(400)
 
 
 def _client_info(request: Request) -> service.ClientInfo:
@@ -70,7 +71,10 @@ def _clear_auth_cookies(response: Response, settings: Settings) -> None:
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=UserOut,
-    responses={409: {"description": "Username or e-mail address already registered"}},
+    responses={
+        **MALFORMED_BODY,
+        409: error_response_doc(409, "Username or e-mail address already registered"),
+    },
 )
 async def register(body: RegisterRequest, db: SessionDep, settings: SettingsDep) -> UserOut:
     user = await service.register_user(
@@ -83,8 +87,9 @@ async def register(body: RegisterRequest, db: SessionDep, settings: SettingsDep)
     "/login",
     response_model=TokenResponse,
     responses={
-        401: {"description": "Invalid credentials, or the account is disabled"},
-        429: {"description": "Too many failed attempts; see Retry-After"},
+        **MALFORMED_BODY,
+        401: error_response_doc(401, "Invalid credentials, or the account is disabled"),
+        429: error_response_doc(429, "Too many failed attempts; see Retry-After"),
     },
 )
 async def login(
@@ -121,7 +126,7 @@ async def me(principal: PrincipalDep) -> UserOut:
 @router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={**UNAUTHENTICATED, 400: {"description": "API keys have no session to end"}},
+    responses={**UNAUTHENTICATED, 400: error_response_doc(400, "API keys have no session to end")},
 )
 async def logout(
     principal: PrincipalDep, db: SessionDep, settings: SettingsDep, response: Response
@@ -135,7 +140,12 @@ async def logout(
 @router.post(
     "/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={**UNAUTHENTICATED, 400: {"description": "The current password is not correct"}},
+    responses={
+        **UNAUTHENTICATED,
+        400: error_response_doc(
+            400, "The current password is not correct, or the body cannot be parsed"
+        ),
+    },
 )
 async def change_password(
     body: PasswordChangeRequest, principal: PrincipalDep, db: SessionDep, settings: SettingsDep
@@ -176,7 +186,7 @@ async def list_sessions(
 @router.delete(
     "/sessions/{session_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={**UNAUTHENTICATED, 404: {"description": "No such session of yours"}},
+    responses={**UNAUTHENTICATED, 404: error_response_doc(404, "No such session of yours")},
 )
 async def revoke_session(
     session_id: str,

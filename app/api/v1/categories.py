@@ -7,14 +7,18 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from app.api.deps import CurrentUser, SessionDep
+from app.core.errors import error_response_doc, error_responses
 from app.core.request_log import service
 from app.models.schemas.logs import CategoryCreate, CategoryOut, CategoryUpdate
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(401, 422))
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such category among yours"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: error_response_doc(404, "No such category among yours")
+}
 CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"description": "You already have a category with this name"}
+    409: error_response_doc(409, "You already have a category with this name"),
+    **error_responses(400),  # a body that cannot be parsed
 }
 
 

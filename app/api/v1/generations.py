@@ -19,7 +19,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.api.deps import CurrentUser, EncryptorDep, SessionDep, SettingsDep
 from app.clients.base import MediaKind, TaskStatus
 from app.core.config import Settings
-from app.core.errors import NotFound, PayloadTooLarge, ValidationFailed
+from app.core.errors import (
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+    error_response_doc,
+    error_responses,
+)
 from app.core.media.http_range import media_response
 from app.core.tasks import service
 from app.core.tasks.payload import data_uri
@@ -57,6 +63,41 @@ IdempotencyHeader = Annotated[
     str | None,
     Header(alias="Idempotency-Key", description="Same key + same body within 24 h = same task."),
 ]
+NOT_FOUND = {404: error_response_doc(404, "No such task (or media) of yours")}
+# What a create can answer besides the task(s).
+CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": TaskOut | list[TaskOut],
+        "description": "An Idempotency-Key replay, or `?wait=` and every task ended",
+    },
+    **error_responses(400),
+    409: error_response_doc(409, "Idempotency-Key already used with a different request"),
+    413: error_response_doc(413, "A reference image is larger than UPLOAD_MAX_BYTES"),
+    415: error_response_doc(415, "A reference image is not PNG, JPEG or WebP"),
+}
+# Result files are streamed as stored (any image or video type), with Range and ETag support.
+MEDIA_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The file",
+        "content": {
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "video/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    206: {"description": "The requested byte range (`Range` header)"},
+    304: {"description": "Not modified (`If-None-Match` matched the ETag)"},
+    **NOT_FOUND,
+    416: error_response_doc(416, "The `Range` cannot be satisfied"),
+}
+THUMBNAIL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **MEDIA_RESPONSES,
+    200: {
+        "description": "A JPEG poster",
+        "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+    },
+}
+
 WaitQuery = Annotated[
     float | None,
     Query(ge=0, le=MAX_WAIT_SECONDS, description="Block up to this many seconds for the result."),
@@ -172,13 +213,14 @@ async def _parse_form(request: Request, settings: Settings) -> FormData:
 
 
 def build_router(kind: MediaKind) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(responses=error_responses(401, 422))
     noun = kind
 
     @router.post(
         "",
         status_code=202,
         response_model=TaskOut | list[TaskOut],
+        responses=CREATE_RESPONSES,
         summary=f"Create a {noun} generation task",
         description=(
             f"Validates against the model catalog and queues `n` {noun} tasks. Answers 202 with "
@@ -213,6 +255,7 @@ def build_router(kind: MediaKind) -> APIRouter:
             "/edits",
             status_code=202,
             response_model=TaskOut | list[TaskOut],
+            responses=CREATE_RESPONSES,
             summary="Edit images: reference images (and an optional mask) as multipart",
         )
         async def create_edit(
@@ -274,7 +317,7 @@ def build_router(kind: MediaKind) -> APIRouter:
         db: SessionDep,
         ctx: ContextDep,
         encryptor: EncryptorDep,
-        page: Annotated[int, Query(ge=1)] = 1,
+        page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
         size: Annotated[int, Query(ge=1, le=100)] = 20,
         search: Annotated[str | None, Query(max_length=200)] = None,
         model: str | None = None,
@@ -309,14 +352,19 @@ def build_router(kind: MediaKind) -> APIRouter:
             pages=service.page_count(total, size),
         )
 
-    @router.get("/{task_id}", response_model=TaskOut)
+    @router.get("/{task_id}", response_model=TaskOut, responses=NOT_FOUND)
     async def get(
         task_id: str, user: CurrentUser, db: SessionDep, encryptor: EncryptorDep
     ) -> TaskOut:
         task = await service.get_task(db, user.id, task_id, kind)
         return (await service.tasks_out(db, encryptor, [task]))[0]
 
-    @router.patch("/{task_id}", response_model=TaskOut, summary="Rename, tag, favourite")
+    @router.patch(
+        "/{task_id}",
+        response_model=TaskOut,
+        summary="Rename, tag, favourite",
+        responses={**NOT_FOUND, **error_responses(400)},
+    )
     async def patch(
         task_id: str,
         body: TaskUpdate,
@@ -329,7 +377,13 @@ def build_router(kind: MediaKind) -> APIRouter:
         await commit(db)  # before the answer: a client's next request must see the change
         return (await service.tasks_out(db, ctx.encryptor, [task]))[0]
 
-    @router.delete("/{task_id}", status_code=204, summary="Delete (cancels if running)")
+    @router.delete(
+        "/{task_id}",
+        status_code=204,
+        response_class=Response,
+        summary="Delete (cancels if running)",
+        responses=NOT_FOUND,
+    )
     async def delete(
         task_id: str, user: CurrentUser, db: SessionDep, runtime: RuntimeDep, ctx: ContextDep
     ) -> Response:
@@ -340,7 +394,7 @@ def build_router(kind: MediaKind) -> APIRouter:
         await _delete_files(runtime, removed)
         return Response(status_code=204)
 
-    @router.post("/{task_id}/cancel", response_model=TaskOut)
+    @router.post("/{task_id}/cancel", response_model=TaskOut, responses=NOT_FOUND)
     async def cancel(task_id: str, user: CurrentUser, db: SessionDep, ctx: ContextDep) -> TaskOut:
         task = await service.get_task(db, user.id, task_id, kind)
         await service.cancel_task(db, ctx, task)
@@ -348,7 +402,7 @@ def build_router(kind: MediaKind) -> APIRouter:
         await db.refresh(task)
         return (await service.tasks_out(db, ctx.encryptor, [task]))[0]
 
-    @router.post("/{task_id}/retry", status_code=202, response_model=TaskOut)
+    @router.post("/{task_id}/retry", status_code=202, response_model=TaskOut, responses=NOT_FOUND)
     async def retry(task_id: str, user: CurrentUser, db: SessionDep, ctx: ContextDep) -> TaskOut:
         task = await service.get_task(db, user.id, task_id, kind)
         clone = await service.retry_task(db, ctx, task)
@@ -395,7 +449,12 @@ def build_router(kind: MediaKind) -> APIRouter:
         )
 
     @router.head("/{task_id}/content", include_in_schema=False)
-    @router.get("/{task_id}/content", summary="Stream the result (HTTP Range, ETag)")
+    @router.get(
+        "/{task_id}/content",
+        summary="Stream the result (HTTP Range, ETag)",
+        response_class=Response,
+        responses=MEDIA_RESPONSES,
+    )
     async def content(
         request: Request,
         task_id: str,
@@ -406,14 +465,24 @@ def build_router(kind: MediaKind) -> APIRouter:
     ) -> Response:
         return await _serve(request, runtime, db, user.id, task_id, None, False, download)
 
-    @router.get("/{task_id}/thumbnail", summary="A small JPEG poster (first frame for video)")
+    @router.get(
+        "/{task_id}/thumbnail",
+        summary="A small JPEG poster (first frame for video)",
+        response_class=Response,
+        responses=THUMBNAIL_RESPONSES,
+    )
     async def thumbnail(
         request: Request, task_id: str, user: CurrentUser, db: SessionDep, runtime: RuntimeDep
     ) -> Response:
         return await _serve(request, runtime, db, user.id, task_id, None, True, False)
 
     @router.head("/{task_id}/media/{media_id}/content", include_in_schema=False)
-    @router.get("/{task_id}/media/{media_id}/content", summary="Stream one result file")
+    @router.get(
+        "/{task_id}/media/{media_id}/content",
+        summary="Stream one result file",
+        response_class=Response,
+        responses=MEDIA_RESPONSES,
+    )
     async def media_content(
         request: Request,
         task_id: str,
@@ -425,7 +494,11 @@ def build_router(kind: MediaKind) -> APIRouter:
     ) -> Response:
         return await _serve(request, runtime, db, user.id, task_id, media_id, False, download)
 
-    @router.get("/{task_id}/media/{media_id}/thumbnail")
+    @router.get(
+        "/{task_id}/media/{media_id}/thumbnail",
+        response_class=Response,
+        responses=THUMBNAIL_RESPONSES,
+    )
     async def media_thumbnail(
         request: Request,
         task_id: str,
@@ -440,6 +513,11 @@ def build_router(kind: MediaKind) -> APIRouter:
         "/{task_id}/media/{media_id}/fetch",
         response_model=TaskOut,
         summary="Store a result that was not stored (quota) once space is free",
+        responses={
+            **NOT_FOUND,
+            409: error_response_doc(409, "This media cannot be fetched again"),
+            413: error_response_doc(413, "It does not fit in your storage quota"),
+        },
     )
     async def fetch(
         task_id: str,

@@ -6,12 +6,18 @@ from fastapi import APIRouter, Response, status
 
 from app.api.deps import PrincipalDep, SessionDep
 from app.core import api_keys
+from app.core.errors import error_response_doc, error_responses
 from app.models.schemas.keys import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(401, 422))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApiKeyCreated,
+    responses=error_responses(400),
+)
 async def create_key(
     body: ApiKeyCreate, principal: PrincipalDep, db: SessionDep, response: Response
 ) -> ApiKeyCreated:
@@ -33,7 +39,7 @@ async def list_keys(principal: PrincipalDep, db: SessionDep) -> list[ApiKeyOut]:
     "/{key_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses={404: {"description": "No such key among yours"}},
+    responses={404: error_response_doc(404, "No such key among yours")},
 )
 async def revoke_key(key_id: str, principal: PrincipalDep, db: SessionDep) -> Response:
     await api_keys.revoke_api_key(db, user_id=principal.user_id, key_id=key_id)

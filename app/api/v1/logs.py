@@ -8,13 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import CurrentUser, EncryptorDep, SessionDep
+from app.core.errors import error_response_doc, error_responses
 from app.core.request_log import service
 from app.models.schemas.logs import RequestLogDetail, RequestLogPage, RequestLogUpdate
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(401, 422))
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such entry among those you can see"}
+    404: error_response_doc(404, "No such entry among those you can see")
 }
 
 
@@ -56,7 +57,11 @@ async def get_log(
     return await service.get_log(db, encryptor, viewer=user, log_id=log_id)
 
 
-@router.patch("/{log_id}", response_model=RequestLogDetail, responses=NOT_FOUND)
+@router.patch(
+    "/{log_id}",
+    response_model=RequestLogDetail,
+    responses={**NOT_FOUND, **error_responses(400)},
+)
 async def update_log(
     log_id: str,
     body: RequestLogUpdate,

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from app.api.deps import CurrentUser
 from app.core.catalog import Catalog, ModelKind, ModelList, ModelOut, get_catalog
-from app.core.errors import NotFound
+from app.core.errors import NotFound, error_response_doc, error_responses
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(401, 422))
 
 
 def get_catalog_dep(request: Request) -> Catalog:
@@ -31,7 +31,12 @@ async def list_models(
     return ModelList(data=[ModelOut.from_spec(m) for m in catalog.visible(kind)])
 
 
-@router.get("/{model_id}", response_model=ModelOut, summary="One model")
+@router.get(
+    "/{model_id}",
+    response_model=ModelOut,
+    summary="One model",
+    responses={404: error_response_doc(404, "No such model (code `model_not_found`)")},
+)
 async def get_model(model_id: str, _user: CurrentUser, catalog: CatalogDep) -> ModelOut:
     model = catalog.get(model_id)
     if model is None:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from app.api.deps import CurrentUser, EncryptorDep, SessionDep
 from app.api.v1.generations import ContextDep, RuntimeDep, _delete_files
+from app.core.errors import error_response_doc, error_responses
 from app.core.tasks import service
 from app.core.tasks.events import TaskEvent
 from app.core.tasks.runtime import TaskRuntime
@@ -21,10 +22,14 @@ from app.db.session import commit
 from app.models import GenerationTask
 from app.models.schemas.tasks import BulkDeleteRequest, BulkDeleteResult, TaskOut
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(401, 422))
 
 KEEPALIVE_SECONDS = 15.0
+# Without a cross-process relay (SQLite, or PostgreSQL while the relay reconnects) other
+# processes' changes reach a stream only through this recheck; with the relay they arrive by
+# NOTIFY and the recheck is only the safety net for dropped events.
 DB_RECHECK_SECONDS = 2.0
+DB_RECHECK_SECONDS_RELAYED = 30.0
 # `updated_at` is stamped before the writer commits, so a change can become visible after a
 # recheck that started later than its stamp; looking back this far (duplicates are skipped)
 # catches it.
@@ -53,6 +58,13 @@ async def _changes_since(
             .limit(DB_RECHECK_LIMIT)
         )
         return list(reversed(rows.all()))
+
+
+def _recheck_interval(runtime: TaskRuntime) -> float:
+    relay = runtime.relay
+    if relay is not None and relay.connected:
+        return DB_RECHECK_SECONDS_RELAYED
+    return DB_RECHECK_SECONDS
 
 
 def _event_for(task: GenerationTask) -> TaskEvent:
@@ -119,32 +131,36 @@ async def events(
         last_sent: dict[str, tuple[datetime, str]] = {}
         since = utcnow()
         last_keepalive = loop.time()
-        next_recheck = loop.time() + DB_RECHECK_SECONDS
+        last_recheck = loop.time()
         counter = 0
         try:
             yield "retry: 3000\n: connected\n\n"
             while True:
                 batch: list[TaskEvent] = []
+                # Re-read each time: the relay can connect or drop while the stream lives.
+                next_recheck = last_recheck + _recheck_interval(runtime)
                 try:
-                    wait = max(0.0, next_recheck - loop.time())
+                    # Wake for the keepalive too (the relayed recheck is longer than it).
+                    wake_at = min(next_recheck, last_keepalive + KEEPALIVE_SECONDS)
+                    wait = max(0.0, wake_at - loop.time())
                     batch.append(await asyncio.wait_for(queue.get(), timeout=wait))
                 except TimeoutError:
                     pass
-                # Changes made by workers in other processes reach us only through the
-                # database: recheck on a clock, not only when this process is quiet (a busy
-                # stream would otherwise never see them).
+                # Changes made by workers in other processes reach us by the relay or, failing
+                # that, through the database: recheck on a clock, not only when this process
+                # is quiet (a busy stream would otherwise never see them).
                 if loop.time() >= next_recheck:
                     checked_at = utcnow()
                     changed = await _changes_since(runtime, user_id, since - DB_RECHECK_OVERLAP)
                     batch.extend(_event_for(t) for t in changed)
                     since = checked_at
-                    next_recheck = loop.time() + DB_RECHECK_SECONDS
+                    last_recheck = loop.time()
                 for item in batch:
                     if not _is_news(item, last_sent):
                         continue
                     counter += 1
                     yield _sse(item.type, item.data, str(counter))
-                if loop.time() - last_keepalive > KEEPALIVE_SECONDS:
+                if loop.time() - last_keepalive >= KEEPALIVE_SECONDS:
                     last_keepalive = loop.time()
                     yield ": keepalive\n\n"
                 if await request.is_disconnected():
@@ -159,7 +175,12 @@ async def events(
     )
 
 
-@router.post("/bulk-delete", response_model=BulkDeleteResult, summary="Delete many tasks")
+@router.post(
+    "/bulk-delete",
+    response_model=BulkDeleteResult,
+    summary="Delete many tasks",
+    responses=error_responses(400),
+)
 async def bulk_delete(
     body: BulkDeleteRequest,
     user: CurrentUser,
@@ -174,7 +195,12 @@ async def bulk_delete(
     return BulkDeleteResult(deleted=deleted, not_found=missing)
 
 
-@router.get("/{task_id}", response_model=TaskOut, summary="A task of any kind")
+@router.get(
+    "/{task_id}",
+    response_model=TaskOut,
+    summary="A task of any kind",
+    responses={404: error_response_doc(404, "No such task of yours")},
+)
 async def get_any(
     task_id: str, user: CurrentUser, db: SessionDep, encryptor: EncryptorDep
 ) -> TaskOut:

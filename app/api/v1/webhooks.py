@@ -9,11 +9,12 @@ from sqlalchemy import select
 
 from app.api.deps import CurrentUser, EncryptorDep, SessionDep
 from app.core import webhooks
+from app.core.errors import error_responses
 from app.db.session import commit
 from app.models import WebhookDelivery
 from app.models.schemas.tasks import WebhookSecretOut
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(401))
 
 
 @router.get("/secret", response_model=WebhookSecretOut, summary="Your webhook signing secret")

@@ -47,6 +47,9 @@ ADAPTER_KINDS: dict[str, ModelKind] = {
     "veo": "video",
     "seedance": "video",
     "openai_sora": "video",
+    "ark": "video",
+    "gemini_veo": "video",
+    "kling": "video",
     "images": "image",
 }
 

@@ -273,7 +273,8 @@ async def collect_snapshot(app_state: Any) -> Snapshot:
             logger.warning("metrics: counting tasks failed: %s", type(exc).__name__)
             snapshot.database_up = False
 
-    scheduler = getattr(app_state, "backup_scheduler", None)
+    # `app.state.backups` is where the lifespan keeps it; `backup_scheduler` is also accepted.
+    scheduler = getattr(app_state, "backup_scheduler", None) or getattr(app_state, "backups", None)
     settings = getattr(app_state, "settings", None)
     if scheduler is not None:
         last_success = getattr(scheduler, "last_success_at", None)

@@ -3,8 +3,8 @@
 The middleware calls `submit()` (a deque append, no I/O). A background task wakes every
 `REQUEST_LOG_FLUSH_INTERVAL` seconds (or as soon as a batch is full), redacts and encrypts the
 entries in a worker thread and stores each batch with one multi-row INSERT. `stop()` flushes
-whatever is still buffered, so nothing is lost on a clean shutdown. The same loop runs the
-retention purge on its first tick and then about once an hour.
+whatever is still buffered, so nothing is lost on a clean shutdown. Retention is not run
+here: it is a once-per-fleet job (`app/core/fleet.py`), not one per process.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections import deque
 from typing import Any
 
@@ -28,7 +27,6 @@ from app.core.request_log.redaction import (
     redact_headers,
     redact_query_string,
 )
-from app.core.request_log.retention import purge_expired_logs
 from app.db.base import new_uuid
 from app.db.session import Database
 from app.models import ApiRequestLog, User
@@ -36,7 +34,6 @@ from app.models import ApiRequestLog, User
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BUFFER = 10_000
-DEFAULT_RETENTION_INTERVAL = 3600.0
 # Log the first overflow drop, then one line per this many, so a flood cannot flood the log.
 DROP_WARNING_EVERY = 1000
 
@@ -137,13 +134,11 @@ class RequestLogWriter:
         settings: Settings,
         *,
         max_buffer: int = DEFAULT_MAX_BUFFER,
-        retention_interval: float = DEFAULT_RETENTION_INTERVAL,
     ) -> None:
         self.database = database
         self.encryptor = encryptor
         self.settings = settings
         self.max_buffer = max(1, max_buffer)
-        self.retention_interval = retention_interval
         self.batch_size = settings.request_log_batch_size
         self.flush_interval = settings.request_log_flush_interval
         self.dropped = 0
@@ -154,9 +149,6 @@ class RequestLogWriter:
         self._flush_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        # None: purge on the first tick, so a service restarted more often than hourly
-        # still enforces retention.
-        self._last_purge: float | None = None
 
     @property
     def pending(self) -> int:
@@ -206,9 +198,6 @@ class RequestLogWriter:
                 written += await self._insert(rows)
         return written
 
-    async def purge_expired(self) -> int:
-        return await purge_expired_logs(self.database, self.settings.request_log_retention_days)
-
     async def _run(self) -> None:
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
@@ -218,10 +207,6 @@ class RequestLogWriter:
                 break
             try:
                 await self.flush()
-                now = time.monotonic()
-                if self._last_purge is None or now - self._last_purge >= self.retention_interval:
-                    self._last_purge = now
-                    await self.purge_expired()
             except Exception:
                 # The loop must survive any one failure; the next tick retries.
                 logger.exception("request log writer iteration failed")

@@ -1,8 +1,13 @@
-"""In-process fan-out of task changes to Server-Sent-Event subscribers.
+"""Fan-out of task changes to Server-Sent-Event subscribers.
 
-The worker publishes after each committed transition. Subscribers are per user; a slow
-subscriber loses its oldest events rather than slowing the worker (the SSE stream also re-reads
-the database periodically, which covers events from other processes and dropped ones).
+The worker and the task service publish after each committed transition. Subscribers are per
+user; a slow subscriber loses its oldest events rather than slowing the worker (the SSE stream
+also re-reads the database now and then, which covers dropped events).
+
+Across processes: on PostgreSQL a relay (`pg_events.PgEventRelay`, started by the task
+runtime) attaches itself as the bus's forwarder, sends every local publication to the other
+processes with NOTIFY and hands theirs to `deliver`, which reaches local subscribers only
+(never forwarded again, so an event crosses the database once).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,10 +30,14 @@ class TaskEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+Forwarder = Callable[[TaskEvent], None]
+
+
 class TaskEventBus:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[TaskEvent]]] = defaultdict(set)
         self._any: set[asyncio.Queue[TaskEvent]] = set()
+        self._forwarder: Forwarder | None = None
 
     def subscribe(self, user_id: str | None) -> asyncio.Queue[TaskEvent]:
         """A queue of the user's events (all users' when `user_id` is None)."""
@@ -48,12 +58,33 @@ class TaskEventBus:
             if not queues:
                 del self._subscribers[user_id]
 
+    def set_forwarder(self, forwarder: Forwarder | None) -> None:
+        """Also hand every `publish`ed event to `forwarder` (None: stop forwarding).
+
+        The forwarder is called synchronously from `publish` and must not block or raise.
+        """
+        self._forwarder = forwarder
+
+    @property
+    def forwarding(self) -> bool:
+        return self._forwarder is not None
+
     def publish(self, event: TaskEvent) -> None:
+        """An event of this process: to local subscribers and, if set, to the forwarder."""
+        self.deliver(event)
+        if self._forwarder is not None:
+            self._forwarder(event)
+
+    def deliver(self, event: TaskEvent) -> None:
+        """To local subscribers only (events that came from another process)."""
         for queue in (*self._subscribers.get(event.user_id, ()), *self._any):
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()
             queue.put_nowait(event)
+
+    def has_subscribers(self, user_id: str) -> bool:
+        return bool(self._any) or user_id in self._subscribers
 
     def subscriber_count(self) -> int:
         return sum(len(q) for q in self._subscribers.values()) + len(self._any)

@@ -19,7 +19,7 @@ async def reindex_search_terms(
     master_key: str,
     *,
     batch_size: int = 500,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> int:
     """Recompute every task's search terms under the current primary key; returns tasks done.
 
@@ -43,7 +43,7 @@ async def reindex_search_terms(
                 return done
             ids = [row.id for row in rows]
             await db.execute(delete(TaskSearchTerm).where(TaskSearchTerm.task_id.in_(ids)))
-            values = []
+            values: list[dict[str, str]] = []
             for task_id, user_id, token in rows:
                 try:
                     prompt = TaskPayload.from_json(encryptor.decrypt_json(token)).prompt

@@ -165,8 +165,10 @@ async def _delete_rows(db: AsyncSession, condition: Any, user_id: str) -> list[s
 
 
 async def release_task_media(db: AsyncSession, task_id: str, user_id: str) -> list[str]:
-    """Drop every media row of a still-active task: they are left by an interrupted attempt
-    (rows only become final together with the task's completion). Returns their storage keys."""
+    """Drop every media row of a task, giving back the quota they held; returns their keys.
+
+    For a deleted task that is all its media; for a still-active (or just cancelled) one they
+    are rows left by an interrupted attempt (rows become final only with the completion)."""
     return await _delete_rows(db, Media.task_id == task_id, user_id)
 
 

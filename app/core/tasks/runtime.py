@@ -14,6 +14,7 @@ from app.core.config import Settings
 from app.core.encryption import Encryptor
 from app.core.media.storage import MediaStorage, create_media_storage
 from app.core.tasks.events import TaskEventBus
+from app.core.tasks.pg_events import PgEventRelay
 from app.core.tasks.search import derive_search_key
 from app.core.tasks.service import TaskContext, ValidatedModelRequest, Validator
 from app.core.tasks.upstream import UpstreamRouter
@@ -72,6 +73,11 @@ class TaskRuntime:
         self.encryptor = encryptor
         self.http = http
         self.events = TaskEventBus()
+        # PostgreSQL: events cross processes with LISTEN/NOTIFY (SQLite: one host; the SSE
+        # streams' database recheck covers other processes there).
+        self.relay: PgEventRelay | None = (
+            None if database.is_sqlite else PgEventRelay(database.url, self.events)
+        )
         self.storage = storage or create_media_storage(settings)
         self.router = UpstreamRouter(settings, http, encryptor)
         self.search_key = derive_search_key(settings.storage_master_key or "")
@@ -87,11 +93,16 @@ class TaskRuntime:
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self, *, run_worker: bool) -> None:
+        if self.relay is not None:
+            await self.relay.start()
         if run_worker:
             await self.worker.start()
 
     async def stop(self) -> None:
         await self.worker.stop()
+        if self.relay is not None:
+            # After the worker: its last transitions are still announced to the fleet.
+            await self.relay.stop()
         for job in list(self._background):
             job.cancel()
         if self._background:

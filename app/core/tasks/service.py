@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clients.base import MediaKind, TaskStatus
+from app.core.channels.service import ensure_model_served
 from app.core.config import Settings
 from app.core.encryption import DecryptionError, Encryptor
 from app.core.errors import (
@@ -33,7 +34,6 @@ from app.core.errors import (
     ValidationFailed,
 )
 from app.core.media.inspect import SNIFF_BYTES, sniff_content_type
-from app.core.quota import release
 from app.core.tasks.events import TaskEvent, TaskEventBus
 from app.core.tasks.payload import TaskPayload, image_ref
 from app.core.tasks.search import index_terms, query_terms
@@ -233,6 +233,14 @@ async def create_tasks(
         images_count=len(images),
         has_mask=mask_value is not None,
         n=body.n,
+    )
+    await ensure_model_served(
+        db,
+        ctx.settings,
+        model_id=validated.model,
+        catalog_adapter=validated.adapter,
+        kind=kind,
+        own_key=upstream_key is not None,
     )
     if body.webhook_url is not None:
         from app.core.webhooks import check_webhook_url
@@ -527,6 +535,11 @@ async def cancel_task(db: AsyncSession, ctx: TaskContext, task: GenerationTask) 
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
         return False
+    # A worker that crashed while storing results left `pending` rows holding quota: give it
+    # back now (a live worker's own compare-and-swap fails and finds nothing left to release).
+    from app.core.tasks.results import release_task_media
+
+    await release_task_media(db, task.id, task.user_id)
     await db.refresh(task)
     from app.core.webhooks import enqueue_terminal_webhook
 
@@ -535,7 +548,10 @@ async def cancel_task(db: AsyncSession, ctx: TaskContext, task: GenerationTask) 
     if task.upstream_id:
         snapshot = GenerationTask(
             id=task.id,
+            kind=task.kind,
+            model=task.model,
             adapter=task.adapter,
+            channel_id=task.channel_id,
             upstream_id=task.upstream_id,
             upstream_key_encrypted=task.upstream_key_encrypted,
         )
@@ -553,20 +569,9 @@ async def delete_task(
     """
     if task.status in ACTIVE_STATUSES:
         await cancel_task(db, ctx, task)
-    deleted = await db.execute(
-        delete(Media)
-        .where(Media.task_id == task.id)
-        .returning(
-            Media.bytes, Media.thumbnail_bytes, Media.storage_key, Media.thumbnail_key, Media.state
-        )
-    )
-    released = 0
-    for nbytes, thumb_bytes, key, thumb_key, state in deleted.all():
-        if state in ("stored", "pending"):
-            released += int(nbytes or 0) + int(thumb_bytes or 0)
-        removed_keys.extend(k for k in (key, thumb_key) if k)
-    if released:
-        await release(db, task.user_id, released)
+    from app.core.tasks.results import release_task_media
+
+    removed_keys.extend(await release_task_media(db, task.id, task.user_id))
     await db.execute(delete(GenerationTask).where(GenerationTask.id == task.id))
     after_commit(
         db,

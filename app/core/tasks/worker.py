@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import logging
 import os
 import random
@@ -40,6 +42,7 @@ from app.clients.base import (
     UpstreamCredentials,
     UpstreamResult,
     UpstreamStatus,
+    UpstreamSubmission,
 )
 from app.clients.errors import (
     UpstreamAuthError,
@@ -48,6 +51,7 @@ from app.clients.errors import (
     UpstreamRejected,
 )
 from app.clients.registry import UnknownAdapterError
+from app.core.channels.policy import is_overloaded, may_fail_over
 from app.core.config import Settings
 from app.core.encryption import DecryptionError, Encryptor
 from app.core.media.download import DownloadPolicy
@@ -66,7 +70,7 @@ from app.core.tasks.results import (
     reserve_and_record,
 )
 from app.core.tasks.service import ACTIVE_STATUSES
-from app.core.tasks.upstream import UpstreamRouter
+from app.core.tasks.upstream import ChannelNotFound, UpstreamRouter
 from app.core.webhooks import deliver_due, enqueue_terminal_webhook
 from app.db.base import utcnow
 from app.db.session import Database
@@ -178,6 +182,7 @@ class TaskWorker:
         self.storage = storage
         self.events = events
         self.router = router
+        router.attach_database(database)
         self.worker_id = (
             worker_id or f"{socket.gethostname()[:40]}:{os.getpid()}:{os.urandom(4).hex()}"
         )[:64]
@@ -202,6 +207,7 @@ class TaskWorker:
         self._helpers = [
             asyncio.create_task(self._keep_leases(), name=f"task-leases-{self.worker_id}"),
             asyncio.create_task(self._send_webhooks(), name=f"task-webhooks-{self.worker_id}"),
+            asyncio.create_task(self._probe_channels(), name=f"task-probes-{self.worker_id}"),
         ]
         self._loop_task = asyncio.create_task(self._run(), name=f"task-worker-{self.worker_id}")
 
@@ -290,7 +296,6 @@ class TaskWorker:
         if free <= 0:
             return 0
         claimed = await self.claim(free)
-        started = 0
         for task in claimed:
             if task.id in self._inflight:
                 # Its lease lapsed while our own job still runs (and the claim just renewed it):
@@ -298,12 +303,10 @@ class TaskWorker:
                 continue
             job = asyncio.create_task(self._process_guarded(task), name=f"task-{task.id}")
             self._inflight[task.id] = job
-            job.add_done_callback(self._forget)
-            started += 1
+            job.add_done_callback(functools.partial(self._forget, task.id))
         return len(claimed)
 
-    def _forget(self, job: asyncio.Task[None]) -> None:
-        task_id = job.get_name().removeprefix("task-")
+    def _forget(self, task_id: str, job: asyncio.Task[None]) -> None:
         if self._inflight.get(task_id) is job:
             del self._inflight[task_id]
 
@@ -381,6 +384,16 @@ class TaskWorker:
             if sent == 0 and not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._webhook_wake.wait(), timeout=WEBHOOK_IDLE_WAIT)
+
+    async def _probe_channels(self) -> None:
+        """Probe cooling channels so one that answers again is back before its cooldown ends
+        (the claim in the database lets one process of many probe each channel)."""
+        while not self._stopping:
+            try:
+                await self.router.probe_due()
+            except Exception:
+                logger.exception("channel probe round failed")
+            await asyncio.sleep(max(0.05, self.router.policy.probe_interval_seconds / 2))
 
     # -- transitions ---------------------------------------------------------------------------
 
@@ -507,17 +520,21 @@ class TaskWorker:
                 "again to avoid a duplicate generation. Retry it if no result arrives.",
             )
             return
+        if task.submit_state == "pending":
+            await self._submit(task)
+            return
         try:
-            adapter = self.router.adapter(task.adapter)
-            credentials = self.router.credentials(task)
+            # Polls and downloads go to the channel that was sent the create, always.
+            route = await self.router.owner(task)
+            adapter, credentials = route.adapter, route.credentials
         except UnknownAdapterError as exc:
             await self._fail(task, "unknown_adapter", str(exc))
             return
+        except ChannelNotFound as exc:
+            await self._fail(task, "upstream_channel_gone", str(exc))
+            return
         except DecryptionError as exc:
             await self._fail(task, "decryption_failed", str(exc))
-            return
-        if task.submit_state == "pending":
-            await self._submit(task, adapter, credentials)
             return
         stored = self._pending_results(task)
         if stored is not None:
@@ -551,15 +568,13 @@ class TaskWorker:
         if not task.upstream_id:
             return
         try:
-            adapter = self.router.patient_adapter(task.adapter)
-            if adapter.supports_cancel:
-                await adapter.cancel(task.upstream_id, self.router.credentials(task))
-        except (UpstreamError, UnknownAdapterError, DecryptionError) as exc:
+            route = await self.router.owner(task, patient=True)
+            if route.adapter.supports_cancel:
+                await route.adapter.cancel(task.upstream_id, route.credentials)
+        except (UpstreamError, UnknownAdapterError, DecryptionError, ChannelNotFound) as exc:
             logger.info("task %s: upstream cancel failed: %s", task.id, type(exc).__name__)
 
-    async def _submit(
-        self, task: GenerationTask, adapter: UpstreamAdapter, credentials: UpstreamCredentials
-    ) -> None:
+    async def _submit(self, task: GenerationTask) -> None:
         async with self.database.session() as db:
             encrypted = await db.scalar(
                 select(GenerationTask.request_encrypted).where(GenerationTask.id == task.id)
@@ -573,15 +588,54 @@ class TaskWorker:
         except (ValueError, TypeError) as exc:
             await self._fail(task, "invalid_request", f"The stored request is unusable: {exc}")
             return
-        # Committed before the request leaves: after a crash we know it may have arrived.
-        sending = await self._cas(task, {"submit_state": "sending"})
-        if sending is None:
-            return
         try:
-            submission = await adapter.submit(request, credentials)
-        except UpstreamError as exc:
-            await self._submit_failed(task, exc)
+            plan = await self.router.plan(task, payload)
+        except ChannelNotFound as exc:  # a remix whose source's channel is gone
+            await self._fail(task, "upstream_channel_gone", str(exc))
             return
+        if plan.retry_at is not None:
+            # Every channel serving the model cools down: look again once a probe may have
+            # brought one back, or when the first cooldown ends.
+            wait = (plan.retry_at - utcnow()).total_seconds()
+            probe_every = self.router.policy.probe_interval_seconds
+            await self._reschedule(
+                task, max(min(wait, probe_every), self.settings.polling_interval)
+            )
+            return
+        if not plan.routes:
+            await self._fail(task, "no_upstream_channel", plan.problem or "No upstream channel")
+            return
+        for index, route in enumerate(plan.routes):
+            # Committed before the request leaves: after a crash we know it may have arrived,
+            # and at which channel.
+            sending = await self._cas(
+                task, {"submit_state": "sending", "channel_id": route.channel_id}
+            )
+            if sending is None:
+                return
+            attempt = request
+            if route.upstream_model:
+                attempt = dataclasses.replace(request, model=route.upstream_model)
+            try:
+                submission = await route.adapter.submit(attempt, route.credentials)
+            except UpstreamError as exc:
+                await self.router.record_failure(route, exc)
+                if may_fail_over(exc) and index + 1 < len(plan.routes):
+                    # It provably was not taken: the next channel may have it.
+                    logger.info(
+                        "task %s: channel %s failed (%s); trying the next channel",
+                        task.id,
+                        route.channel.id,
+                        type(exc).__name__,
+                    )
+                    continue
+                await self._submit_failed(task, exc)
+                return
+            await self.router.record_success(route)
+            await self._submitted(task, submission)
+            return
+
+    async def _submitted(self, task: GenerationTask, submission: UpstreamSubmission) -> None:
         now = utcnow()
         status = submission.status
         values: dict[str, Any] = {
@@ -626,12 +680,12 @@ class TaskWorker:
 
     async def _submit_failed(self, task: GenerationTask, exc: UpstreamError) -> None:
         errors = task.consecutive_errors + 1
-        if isinstance(exc, UpstreamRateLimited):
-            # A 429 means "not taken, come back later": resend after the pause it asks for,
-            # for as long as the deadline allows.
+        if isinstance(exc, UpstreamRateLimited) or is_overloaded(exc):
+            # A 429 (or a 503 "overloaded") means "not taken, come back later": resend after
+            # the pause it asks for, for as long as the deadline allows.
             await self._reschedule(
                 task,
-                self._error_backoff(errors, exc.retry_after),
+                self._error_backoff(errors, getattr(exc, "retry_after", None)),
                 submit_state="pending",
                 consecutive_errors=errors,
             )
@@ -725,7 +779,7 @@ class TaskWorker:
             )
             if saved is not None:
                 await self._store_results(
-                    saved, list(status.results), self.router.credentials(saved)
+                    saved, list(status.results), await self.router.credentials_for(saved)
                 )
             return
         if status.status == TaskStatus.FAILED:
@@ -912,5 +966,6 @@ class TaskWorker:
                     )
                 )
             await self.storage.purge_temp(older_than_seconds=6 * 3600)
+            await self.router.maintenance()
         except Exception:
             logger.exception("task maintenance failed")

@@ -27,7 +27,7 @@ from app.main import create_app
 from app.middleware import request_logging, web_auth_redirect
 from app.simulator import Simulator
 from tests.api.v1.conftest import FAST_TASKS, serve_asgi, simulator_of
-from tests.conftest import AuthedUser, _empty_all_tables
+from tests.conftest import AuthedUser, empty_all_tables
 
 OPENAI_SETTINGS: dict[str, Any] = {**FAST_TASKS, "request_timeout": 30.0}
 
@@ -59,7 +59,7 @@ async def app(
         async with LifespanManager(application, startup_timeout=30, shutdown_timeout=30):
             yield application
     finally:
-        await _empty_all_tables(cleanup_engine)
+        await empty_all_tables(cleanup_engine)
 
 
 @pytest.fixture

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.middleware import Middleware
 
-from app.api import metrics as metrics_api
 from app.core.config import Settings
 from app.core.observability.logging import ObservabilitySettings
 from app.core.observability.metrics import Metrics
 from app.main import create_app
-from app.middleware.metrics import MetricsMiddleware
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -35,10 +33,7 @@ def observed_app(
     metrics: Metrics | None = None,
     observability: ObservabilitySettings | None = None,
 ) -> FastAPI:
-    app = create_app(settings)
-    app.include_router(metrics_api.router)
-    # user_middleware[0] is the outermost (SecurityHeaders): metrics goes right inside it.
-    app.user_middleware.insert(1, Middleware(MetricsMiddleware))
+    app = create_app(settings)  # already serves /metrics through MetricsMiddleware
     app.state.metrics = metrics or Metrics()
     if observability is not None:
         app.state.observability = observability
@@ -96,3 +91,29 @@ async def serve(asgi_app: Any, **config: Any) -> AsyncIterator[str]:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(serving, timeout=10)
         sock.close()
+
+
+@contextlib.contextmanager
+def logging_restored() -> Iterator[None]:
+    """Undo what `setup_logging` (called by the code under test) does to global logging."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    names = ("uvicorn", "uvicorn.error", "uvicorn.access")
+    saved = {
+        n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate) for n in names
+    }
+    try:
+        yield
+    finally:
+        # Only plain StreamHandlers are ours (or basicConfig's); pytest's capture handlers
+        # are subclasses that pytest adds and removes per test phase itself.
+        for handler in list(root.handlers):
+            if handler not in handlers and type(handler) is logging.StreamHandler:
+                root.removeHandler(handler)
+        for handler in handlers:
+            if handler not in root.handlers and type(handler) is logging.StreamHandler:
+                root.addHandler(handler)
+        root.setLevel(level)
+        for name, (uv_handlers, propagate) in saved.items():
+            logging.getLogger(name).handlers[:] = uv_handlers
+            logging.getLogger(name).propagate = propagate

@@ -9,14 +9,13 @@ longer than the test), no task lost (none failed, none left `sending`) and no le
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
 from app.models import ApiRequestLog, GenerationTask
-from tests.conftest import TEST_PASSWORD, _empty_all_tables
+from tests.conftest import TEST_PASSWORD, empty_all_tables
 from tests.core.observability.helpers import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -104,7 +103,7 @@ async def service(
     }
     log_path = tmp_path / "service.log"
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: ASYNC220 - returns at once; waited on in a thread
             [
                 sys.executable,
                 "-m",
@@ -139,7 +138,7 @@ async def service(
         if process.poll() is None:  # only our own child, by its pid
             process.kill()
             process.wait(timeout=10)
-        await _empty_all_tables(cleanup_engine)
+        await empty_all_tables(cleanup_engine)
 
 
 async def _sign_in(http: httpx.AsyncClient, service: Service) -> str:
@@ -215,12 +214,6 @@ async def _assert_nothing_lost(engine: AsyncEngine, service: Service, task_ids: 
         assert task.submit_state == "submitted", task.submit_state
 
 
-@contextlib.contextmanager
-def _terminated(service: Service) -> Iterator[None]:
-    service.process.send_signal(signal.SIGTERM)
-    yield
-
-
 async def test_sigterm_finishes_in_flight_work_and_loses_nothing(
     service: Service, cleanup_engine: AsyncEngine
 ) -> None:
@@ -241,9 +234,12 @@ async def test_sigterm_finishes_in_flight_work_and_loses_nothing(
 
         # A sign-in whose body arrives in two parts: in flight until the gate opens.
         gate = asyncio.Event()
+        first_part_sent = asyncio.Event()
 
         async def slow_body() -> AsyncIterator[bytes]:
             yield b'{"username_or_email": "admin", '
+            # Resumed only once httpx has written the first part to the socket.
+            first_part_sent.set()
             await gate.wait()
             yield f'"password": "{TEST_PASSWORD}"}}'.encode()
 
@@ -254,9 +250,9 @@ async def test_sigterm_finishes_in_flight_work_and_loses_nothing(
                 headers={**service.headers(), "Content-Type": "application/json"},
             )
         )
-        await service.wait_for_log("Application startup complete")
-        # The request has reached the app once uvicorn counts it: wait for the first chunk
-        # to be read by giving the connection a moment through a second, quick request.
+        await asyncio.wait_for(first_part_sent.wait(), timeout=10)
+        # Answered after the server has read what arrived before it: the slow request's
+        # headers and first part are parsed, so uvicorn counts that request as in flight.
         assert (await http.get("/health")).status_code == 200
         service.process.send_signal(signal.SIGTERM)
         await service.wait_for_log("Waiting for connections to close")

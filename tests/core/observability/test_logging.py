@@ -32,31 +32,15 @@ from app.core.observability.logging import (
     uvicorn_log_config,
 )
 from app.middleware.metrics import MetricsMiddleware
-from tests.core.observability.helpers import serve
+from tests.core.observability.helpers import logging_restored, serve
 
 logger = logging.getLogger("tests.observability")
 
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    uvicorn_state = {
-        name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
-        for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
-    }
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
-    for name, (uv_handlers, propagate) in uvicorn_state.items():
-        uv_logger = logging.getLogger(name)
-        uv_logger.handlers[:] = uv_handlers
-        uv_logger.propagate = propagate
+    with logging_restored():
+        yield
 
 
 def capture(log_format: str, level: int = logging.INFO) -> io.StringIO:
@@ -193,7 +177,7 @@ def test_setup_is_idempotent(restore_logging: None) -> None:
 
 
 def test_uvicorn_log_config_applies_the_chosen_format(restore_logging: None) -> None:
-    settings = ObservabilitySettings(_env_file=None, env="production")  # type: ignore[call-arg]
+    settings = ObservabilitySettings(_env_file=None, env="production")
     config = uvicorn_log_config(settings=settings)
     logging.config.dictConfig(config)
     root = logging.getLogger()

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.simulator import SimulatorConfig
-from tests.conftest import _empty_all_tables
+from tests.conftest import empty_all_tables
 from tests.core.tasks.harness import SIM_KEY, Engine, LiveSimulator, make_settings
 
 
@@ -52,7 +52,7 @@ async def engine(
         yield harness
     finally:
         await harness.close()
-        await _empty_all_tables(cleanup_engine)
+        await empty_all_tables(cleanup_engine)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from app.core.tasks import service
 from app.core.tasks.worker import TaskWorker
 from app.models import GenerationTask
 from app.simulator import SimulatorConfig
-from tests.conftest import _empty_all_tables
+from tests.conftest import empty_all_tables
 from tests.core.tasks.harness import SIM_KEY, Engine, LiveSimulator, make_settings, wait_until
 
 Hook = Callable[[str], Awaitable[None]]
@@ -55,7 +55,7 @@ async def engine(
         yield harness
     finally:
         await harness.close()
-        await _empty_all_tables(cleanup_engine)
+        await empty_all_tables(cleanup_engine)
 
 
 def hooked(engine: Engine) -> HookedStorage:

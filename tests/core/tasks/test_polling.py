@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from app.core.encryption import Encryptor
+from app.core.tasks import service
 from app.core.tasks.worker import TaskWorker
 from app.db.base import utcnow
-from tests.core.tasks.harness import Engine, LiveSimulator, is_poll, wait_until
+from app.models import GenerationTask
+from tests.core.tasks.harness import Engine, LiveSimulator, is_poll, submit_only, wait_until
 
 
 async def drive(engine: Engine, worker: TaskWorker, task_id: str, within: float = 20) -> None:
@@ -144,3 +146,24 @@ async def test_deadline_sweep_fails_with_timeout_and_cancels_upstream(
         assert str(task.upstream_id) in deletes[0]["path"]
     else:
         assert deletes == []
+
+
+async def test_user_cancel_asks_the_upstream_to_cancel_where_supported(
+    engine: Engine, sim: LiveSimulator, user_id: str
+) -> None:
+    task_id = (await engine.create(user_id, "stop this [sim:never]", model="sora-2-openai"))[0].id
+    await submit_only(engine)
+    async with engine.database.session() as db:
+        task = await db.get(GenerationTask, task_id)
+        assert task is not None
+        assert await service.cancel_task(db, engine.runtime.context(), task)
+
+    async def deleted_upstream() -> bool:
+        return any(r["method"] == "DELETE" for r in await sim.requests())
+
+    await wait_until(deleted_upstream)
+    assert (await engine.task(task_id)).status == "cancelled"
+    # The worker leaves a cancelled task alone.
+    polls_before = (await sim.prompt_counts("stop this [sim:never]"))["polls"]
+    await engine.worker().run_until_idle()
+    assert (await sim.prompt_counts("stop this [sim:never]"))["polls"] == polls_before

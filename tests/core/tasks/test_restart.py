@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
 from app.core.media.storage import LocalMediaStorage
-from tests.conftest import TEST_PASSWORD, _empty_all_tables
+from tests.conftest import TEST_PASSWORD, empty_all_tables
 from tests.core.tasks.harness import SIM_KEY, Engine, SimControl, make_settings, wait_until
 from tests.core.tasks.procs import (
     Proc,
@@ -88,7 +88,7 @@ async def engine(child_settings: Settings, cleanup_engine: AsyncEngine) -> Async
         yield harness
     finally:
         await harness.close()
-        await _empty_all_tables(cleanup_engine)
+        await empty_all_tables(cleanup_engine)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.tasks.worker import TaskWorker
 from app.db.base import utcnow
 from app.simulator import SimulatorConfig
-from tests.conftest import _empty_all_tables
+from tests.conftest import empty_all_tables
 from tests.core.tasks.harness import (
     SIM_KEY,
     Engine,
@@ -167,7 +167,7 @@ async def late_engine(
         yield harness
     finally:
         await harness.close()
-        await _empty_all_tables(cleanup_engine)
+        await empty_all_tables(cleanup_engine)
 
 
 async def test_connection_refused_keeps_the_task_pending_until_the_upstream_is_back(

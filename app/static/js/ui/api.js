@@ -35,6 +35,12 @@ export function onSessionExpired(hook) {
   expiryHooks.push(hook);
 }
 
+// Signing out on purpose: requests still in flight will get 401s, which must not send the
+// user to /login?next=… (or save a draft) on top of the sign-out's own navigation.
+export function leaving() {
+  redirecting = true;
+}
+
 export function sessionExpired() {
   if (redirecting) {
     return;

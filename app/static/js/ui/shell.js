@@ -1,7 +1,7 @@
 // What every signed-in page shares: the header (active link, admin link, user menu, sign
 // out), the simulator banner, and the current user.
 
-import { api, onSessionExpired } from "./api.js";
+import { api, leaving, onSessionExpired } from "./api.js";
 import { $, $$ } from "./dom.js";
 import { DRAFT_KEY } from "../lib/draft.js";
 
@@ -50,6 +50,7 @@ function wireMenu() {
 }
 
 export async function signOut() {
+  leaving();
   try {
     await api.post("/api/v1/auth/logout", undefined, { noRedirect: true });
   } catch (_error) {

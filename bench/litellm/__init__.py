@@ -1,0 +1,1 @@
+"""LiteLLM proxy vs ours, side by side (see run.py)."""
