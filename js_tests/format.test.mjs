@@ -108,3 +108,8 @@ test("parameters are shown with the catalog's labels", () => {
   ]);
   assert.deepEqual(describeParams({ x: 1 }, null), [{ name: "x", label: "x", value: "1" }]);
 });
+
+test("sizes just under a unit boundary move up a unit", () => {
+  assert.equal(formatBytes(1024 ** 3 - 14_000), "1 GB");
+  assert.equal(formatBytes(1023), "1023 B");
+});

@@ -11,10 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.auth.principal import Principal, authenticate
 from app.core.config import Settings
 from app.core.encryption import Encryptor
-from app.core.errors import Forbidden
+from app.core.errors import Forbidden, ValidationFailed
 from app.core.security import ACCESS_COOKIE
 from app.db.session import Database
 from app.models import User
+from app.models.schemas.common import NUL, NUL_MESSAGE
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -37,6 +38,32 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     async with get_database(request).session() as session:
         yield session
 
+
+async def reject_nul_characters(request: Request) -> None:
+    """Refuse a NUL (U+0000) in any path or query parameter as a 422 before it reaches a query:
+    PostgreSQL cannot compare or store text containing it (a 500 otherwise), and SQLite would
+    answer differently. Request bodies get the same check from `InputModel`. Use as a router
+    dependency: `APIRouter(dependencies=[NoNulParameters])`."""
+    for location, items in (
+        ("path", list(request.path_params.items())),
+        ("query", request.query_params.multi_items()),
+    ):
+        for name, value in items:
+            if isinstance(value, str) and NUL in value:
+                raise ValidationFailed(
+                    f"Invalid value for: {name}",
+                    details=[
+                        {
+                            "field": name,
+                            "location": location,
+                            "message": NUL_MESSAGE,
+                            "type": "string_nul",
+                        }
+                    ],
+                )
+
+
+NoNulParameters = Depends(reject_nul_characters)
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 EncryptorDep = Annotated[Encryptor, Depends(get_encryptor)]

@@ -142,9 +142,9 @@ class UpstreamResult:
     url: str | None = None
     b64_data: str | None = None
     content_type: str | None = None
-    # True when fetching `url` needs the upstream's bearer key (OpenAI `/v1/videos/{id}/content`):
-    # the media downloader must then send `Authorization: Bearer <the same key>`, and only to
-    # that URL's origin.
+    # True when fetching `url` needs the upstream's credentials (OpenAI `/v1/videos/{id}/content`,
+    # Gemini file downloads): the media downloader then sends the adapter's
+    # `download_headers(credentials)`, and only to that URL's origin.
     requires_auth: bool = False
 
 

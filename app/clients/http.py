@@ -88,8 +88,10 @@ def build_http_client(
     read = settings.request_timeout
     timeout = httpx.Timeout(read, connect=min(DEFAULT_CONNECT_TIMEOUT, read), pool=read)
     limits = httpx.Limits(
-        max_connections=max(100, settings.max_concurrent_tasks * 2),
-        max_keepalive_connections=max(20, settings.max_concurrent_tasks),
+        # Sized to the worker's concurrency (plus room for downloads and webhooks): httpx scans
+        # its pool on every request, so a much larger pool costs CPU on every poll.
+        max_connections=settings.max_concurrent_tasks + 16,
+        max_keepalive_connections=settings.max_concurrent_tasks + 16,
         keepalive_expiry=30.0,
     )
     transports: dict[str, httpx.AsyncBaseTransport] = dict(mounts or {})

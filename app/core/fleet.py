@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 LEADER_LOCK_NAME = "genapi:fleet-jobs"
 LEADER_LOCK_FILE = "fleet-leader.lock"
 DEFAULT_LEADER_RETRY_SECONDS = 15.0
+# On stop, a running job may finish for this long before it is cancelled.
+STOP_GRACE_SECONDS = 5.0
 HOURLY = 3600.0
 TEMP_MEDIA_MAX_AGE_SECONDS = 6 * 3600.0
 
@@ -164,9 +166,14 @@ class FleetRunner:
         task, self._task = self._task, None
         self._stop.set()
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Let the loop end by itself (no job starts after a stop): cancelling it in the
+            # middle of an election's connect leaves asyncpg complaining about lost futures.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(task), timeout=STOP_GRACE_SECONDS)
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self.is_leader = False
         await self.lock.release()
 
@@ -188,8 +195,9 @@ class FleetRunner:
             self.is_leader = False
             logger.warning("fleet jobs: lost the leadership (database connection dropped)")
         if not self.is_leader:
-            self.election_attempts += 1
-            if not await self.lock.try_acquire():
+            acquired = await self.lock.try_acquire()
+            self.election_attempts += 1  # counted once decided, so "attempts >= 1" means done
+            if not acquired:
                 return
             self.is_leader = True
             now = time.monotonic()
@@ -209,6 +217,8 @@ class FleetRunner:
         """Run every job that is due, one after the other."""
         for job in self.jobs:
             stats = self.stats[job.name]
+            if self._stop.is_set():
+                return
             if time.monotonic() < stats.next_due:
                 continue
             await self._run_job(job, stats)

@@ -230,12 +230,13 @@ def parse_seconds(value: Any) -> float:
     number: float | None = None
     if isinstance(value, bool):
         number = None
-    elif isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
+    else:
         try:
-            number = float(value.strip())
-        except ValueError:
+            if isinstance(value, int | float):
+                number = float(value)
+            elif isinstance(value, str):
+                number = float(value.strip())
+        except (ValueError, OverflowError):  # an integer too large for a float is no duration
             number = None
     if number is None or not math.isfinite(number) or number <= 0:
         raise OpenAIError(
@@ -267,11 +268,9 @@ def _ratio(value: Any) -> tuple[int, int] | None:
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
     try:
-        return float(str(value))
-    except ValueError:
+        return float(value) if isinstance(value, int | float) else float(str(value))
+    except (ValueError, OverflowError):
         return None
 
 

@@ -9,7 +9,8 @@ instance (config, task store, stats) for tests that prefer Python over the contr
 
 Endpoints (all but `/health` and `/media/*` need `Authorization: Bearer <key>`: the configured
 `api_key`, or any non-empty key when it is None; otherwise 401
-`{"error": {"message": "invalid api key", "type": "invalid_request_error"}}`):
+`{"error": {"message": "invalid api key", "type": "invalid_request_error"}}`. The Gemini and
+Kling endpoints authenticate their own way, see below):
 
 - Sora aggregator: `POST /v2/videos/generations` -> `{"task_id"}`;
   `GET|DELETE /v2/videos/generations/{id}` (DELETE cancels).
@@ -21,6 +22,45 @@ Endpoints (all but `/health` and `/media/*` need `Authorization: Bearer <key>`: 
 - OpenAI Sora: `POST /v1/videos` (JSON or multipart), `GET /v1/videos` (list),
   `GET|DELETE /v1/videos/{id}`, `GET /v1/videos/{id}/content[?variant=thumbnail]`,
   `POST /v1/videos/{id}/remix`.
+- ByteDance Ark (bearer key; 401 `{"error": {"code": "AuthenticationError", …}}`):
+  `POST /api/v3/contents/generations/tasks` `{model, content: [{type: "text", text},
+  {type: "image_url", image_url: {url}, role?: first_frame|last_frame|reference_image}],
+  callback_url?, resolution, ratio, duration, seed, camera_fixed, watermark}` -> `{id}`
+  (`cgt_…`); `GET …/tasks/{id}` -> `{id, model, status: queued|running|succeeded|failed|
+  cancelled|expired, content: {video_url}, usage, error: {code, message}, created_at,
+  updated_at, resolution, ratio, duration, seed, framespersecond}` (no progress, seconds);
+  `DELETE …/tasks/{id}` cancels a queued task, deletes a finished one (then 404), and refuses a
+  running one with 409 `OperationDenied`. Bad input: 400 `{"error": {"code":
+  "InvalidParameter", "message"}}`.
+- Gemini API (Veo), authenticated by `x-goog-api-key` (or `?key=`) like Google: a wrong key is
+  400 `INVALID_ARGUMENT` with reason `API_KEY_INVALID`, a bearer token alone 401
+  `UNAUTHENTICATED`, nothing 403 `PERMISSION_DENIED`; errors are `{"error": {code, message,
+  status}}`. `POST /v1beta/models/{veo-…}:predictLongRunning` `{instances: [{prompt, image?,
+  lastFrame?: {bytesBase64Encoded, mimeType}, referenceImages?}], parameters?: {aspectRatio,
+  durationSeconds 4-8, negativePrompt, resolution, personGeneration, sampleCount, seed}}`
+  (unknown fields are 400, a non-Veo model 404) -> `{name: "models/{model}/operations/{id}"}`;
+  `GET /v1beta/models/{model}/operations/{id}` -> `{name}` while running (no `done`, no
+  progress), then `{name, done: true, response: {generateVideoResponse: {generatedSamples:
+  [{video: {uri}}]}}}` or `{name, done: true, error: {code, message}}`. The sample URI is
+  `/v1beta/files/{id}:download?alt=media`, which needs the same key (the Files API);
+  `GET /v1beta/files/{id}` is its metadata. Operation ids are plain (no `[sim:weird-id]`).
+- Kling, authenticated by `Authorization: Bearer <JWT>` (HS256, claims `iss`, `exp`, `nbf`
+  checked against the wall clock, not the simulated one). With `api_key` = `ACCESS:SECRET` the
+  signature is verified with SECRET and `iss` must be ACCESS; a key without ':' is the secret
+  (any issuer); None accepts any well-formed, unexpired token. Refusals are 401 `{code,
+  message, request_id}` with Kling's codes (1001 missing, 1002 invalid, 1003 not yet valid,
+  1004 expired); the request log names the access key's fingerprint, never the token.
+  `POST /v1/videos/text2video` `{model_name, prompt, negative_prompt, cfg_scale, mode,
+  aspect_ratio, duration: "5"|"10", callback_url}` and `POST /v1/videos/image2video` (same,
+  with `image` and optional `image_tail`: URL or bare base64; a `data:` prefix is refused) ->
+  `{code: 0, message: "SUCCEED", request_id, data: {task_id, task_status: "submitted",
+  created_at, updated_at}}`; `GET /v1/videos/{text2video|image2video}/{task_id}` (only under
+  the endpoint that created it, else 404 code 1203) -> the same envelope with `data: {task_id,
+  task_status: submitted|processing|succeed|failed, task_status_msg, task_result: {videos:
+  [{id, url, duration}]}}` (times in ms; expired and cancelled tasks read `failed`). Bad input:
+  400 code 1201. No cancel endpoint, as in the real API.
+  The official APIs share the task store, media, directives and faults with the rest (a fault
+  answers in the generic shape).
 - Media (no auth, like a CDN): `GET|HEAD /media/{file_id}.{mp4,png,jpg,webp}` with `Range`
   support, `Content-Length` or chunked; 404 before completion and after expiry.
 - Control (key checked; no latency, not in the request log):

@@ -79,11 +79,11 @@ LITELLM_MASTER_KEY = "sk-bench-litellm-master"
 TARGETS = ("direct", "litellm", "ours")
 LEVELS = (1, 10, 100)
 # Requests per (target, concurrency, round); every phase also stops after PHASE_TIME_LIMIT.
-DEFAULT_REQUESTS = {1: 200, 10: 600, 100: 1500}
+DEFAULT_REQUESTS = {1: 200, 10: 500, 100: 1000}
 QUICK_REQUESTS = {1: 50, 10: 150, 100: 300}
 DEFAULT_ROUNDS, QUICK_ROUNDS = 3, 1
 WARMUP_REQUESTS = 50
-PHASE_TIME_LIMIT = 90.0
+PHASE_TIME_LIMIT = 60.0
 REQUEST_TIMEOUT = 60.0
 
 
@@ -307,7 +307,11 @@ async def start_litellm(wd: Path, simulator_base: str) -> tuple[Server, str]:
     return server, base
 
 
-async def start_ours(wd: Path, simulator_base: str, db_url: str) -> tuple[Server, str, str]:
+async def start_ours(
+    wd: Path, simulator_base: str, db_url: str, *, traced: bool = False
+) -> tuple[Server, str, str]:
+    """`genapi serve`; or, with `traced`, the same app with spans (bench/litellm/trace_app.py)
+    under the same uvicorn settings, after `genapi migrate`."""
     port = free_port()
     env = child_env(
         env="development",
@@ -320,9 +324,17 @@ async def start_ours(wd: Path, simulator_base: str, db_url: str) -> tuple[Server
         bcrypt_rounds=4,
         pythonpath=str(ROOT),
     )
-    server = Server(
-        "ours", python_cli("serve", "--host", "127.0.0.1", "--port", str(port)), env, wd
-    ).start()
+    if traced:
+        migrated = await asyncio.to_thread(
+            subprocess.run, python_cli("migrate"), env=env, cwd=wd, capture_output=True, text=True
+        )
+        if migrated.returncode:
+            raise RuntimeError(f"genapi migrate failed:\n{migrated.stderr[-2000:]}")
+        args = [sys.executable, "-m", "uvicorn", "bench.litellm.trace_app:create_traced_app"]
+        args += ["--factory", "--host", "127.0.0.1", "--port", str(port), "--proxy-headers"]
+    else:
+        args = python_cli("serve", "--host", "127.0.0.1", "--port", str(port))
+    server = Server("ours", args, env, wd).start()
     base = f"http://127.0.0.1:{port}"
     await server.wait_http(f"{base}/health", within=120)
     api_key = await create_api_key(base)
@@ -613,6 +625,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "python": platform.python_version(),
         "litellm_venv": versions,
         "database": "PostgreSQL" if args.db == "postgres" else "SQLite",
+        "code": git_state(),
         "quick": args.quick,
         "rounds": rounds,
         "requests_per_phase": {lvl: args.requests or requests[lvl] for lvl in levels},
@@ -620,6 +633,16 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "rows": rows,
         "profile": profile_text,
     }
+
+
+def git_state() -> str:
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--untracked-files=no", "app")
+    suffix = " + uncommitted changes in app/" if dirty else ""
+    return git("rev-parse", "--short", "HEAD") + suffix
 
 
 def main() -> None:

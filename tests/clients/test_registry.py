@@ -5,8 +5,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from app.clients.ark import ArkAdapter
 from app.clients.base import UpstreamAdapter
+from app.clients.gemini_veo import GeminiVeoAdapter
 from app.clients.images import ImagesAdapter
+from app.clients.kling import KlingAdapter
 from app.clients.openai_sora import OpenAISoraAdapter
 from app.clients.registry import UnknownAdapterError, adapter_names, get_adapter
 from app.clients.retry import RetryPolicy
@@ -23,6 +26,9 @@ from app.clients.veo import VeoAdapter
         ("seedance", SeedanceAdapter, False, False),
         ("images", ImagesAdapter, False, True),
         ("openai_sora", OpenAISoraAdapter, True, False),
+        ("ark", ArkAdapter, True, False),
+        ("gemini_veo", GeminiVeoAdapter, False, False),
+        ("kling", KlingAdapter, False, False),
     ],
 )
 async def test_get_adapter(
@@ -37,7 +43,16 @@ async def test_get_adapter(
 
 
 def test_names() -> None:
-    assert adapter_names() == ("images", "openai_sora", "seedance", "sora", "veo")
+    assert adapter_names() == (
+        "ark",
+        "gemini_veo",
+        "images",
+        "kling",
+        "openai_sora",
+        "seedance",
+        "sora",
+        "veo",
+    )
 
 
 async def test_options_reach_the_adapter(http_client: httpx.AsyncClient) -> None:
@@ -50,6 +65,6 @@ async def test_options_reach_the_adapter(http_client: httpx.AsyncClient) -> None
 
 async def test_unknown_adapter(http_client: httpx.AsyncClient) -> None:
     with pytest.raises(UnknownAdapterError) as info:
-        get_adapter("kling", http_client)
-    assert "kling" in str(info.value)
+        get_adapter("runway", http_client)
+    assert "runway" in str(info.value)
     assert isinstance(info.value, LookupError)

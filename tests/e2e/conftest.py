@@ -115,9 +115,11 @@ class BrowserErrors:
         page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
         page.on(
             "console",
-            lambda message: self.errors.append(f"console: {message.text}")
-            if message.type == "error" and "Failed to load resource" not in message.text
-            else None,
+            lambda message: (
+                self.errors.append(f"console: {message.text}")
+                if message.type == "error" and "Failed to load resource" not in message.text
+                else None
+            ),
         )
 
 

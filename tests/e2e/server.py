@@ -91,7 +91,7 @@ def e2e_settings(database_url: str, data_dir: Path, **overrides: Any) -> Setting
         "login_max_failures_per_ip": 1000,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def build_app(settings: Settings) -> FastAPI:

@@ -8,7 +8,6 @@ import re
 from typing import Any
 
 import httpx
-import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
@@ -207,9 +206,7 @@ def _form_posts(page: Any) -> list[dict[str, Any]]:
     ]
 
 
-def test_image_edit_with_uploaded_reference_and_painted_mask(
-    page: Any, server: LiveServer
-) -> None:
+def test_image_edit_with_uploaded_reference_and_painted_mask(page: Any, server: LiveServer) -> None:
     account = register(server.base_url)
     page.add_init_script(CAPTURE_FORM_DATA)
     sign_in(page, account, "/image")
@@ -256,17 +253,22 @@ def test_image_edit_with_uploaded_reference_and_painted_mask(
     page.locator(".tile[data-status=completed]").first.wait_for()
 
 
-def test_admin_changes_a_users_quota(browser: Any, page: Any, server: LiveServer, admin: Account):
+def test_admin_changes_a_users_quota(
+    browser: Any, page: Any, server: LiveServer, admin: Account
+) -> None:
     member = register(server.base_url)
     # A member is refused the admin page.
     sign_in(page, member, "/account")
     assert page.locator("a[href='/admin']").is_hidden()
     response = page.goto("/admin")
-    assert response is not None and response.status == 403
-    assert page.get_by_text("Administrators only").is_visible()
+    assert response is not None
+    assert response.status == 403
+    expect(page.get_by_text("Administrators only")).to_be_visible()
+    screenshot(page, "forbidden")
 
-    admin_context = browser.new_context(base_url=server.base_url, viewport={"width": 1280,
-                                                                             "height": 800})
+    admin_context = browser.new_context(
+        base_url=server.base_url, viewport={"width": 1280, "height": 800}
+    )
     try:
         admin_page = admin_context.new_page()
         sign_in(admin_page, admin, "/admin?tab=users")
@@ -332,9 +334,11 @@ def test_expired_session_keeps_the_create_form_draft(
     assert page.input_value("#model") == "sora-2-pro"
     assert page.input_value("#prompt") == "A lighthouse in a storm, waves crashing"
     assert page.input_value("#title") == "Lighthouse"
-    assert page.locator(".param[data-param=duration] .segment", has_text="15 s").locator(
-        "input"
-    ).is_checked()
+    assert (
+        page.locator(".param[data-param=duration] .segment", has_text="15 s")
+        .locator("input")
+        .is_checked()
+    )
     # Nothing secret went to localStorage.
     assert page.evaluate("Object.keys(localStorage).length") == 0
 
@@ -374,9 +378,9 @@ def test_screenshots_of_every_page(browser: Any, server: LiveServer, admin: Acco
             assert created.status_code == 200, created.text
         task_id = created.json()["id"]
     for scheme in ("light", "dark"):
-        ctx = browser.new_context(base_url=server.base_url, viewport={"width": 1280,
-                                                                       "height": 800},
-                                  color_scheme=scheme)
+        ctx = browser.new_context(
+            base_url=server.base_url, viewport={"width": 1280, "height": 800}, color_scheme=scheme
+        )
         try:
             page = ctx.new_page()
             page.goto("/login")

@@ -65,7 +65,7 @@ async def test_home_with_valid_cookie_is_served(client: httpx.AsyncClient) -> No
     response = await client.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    assert '<script src="/static/js/login.js"' in response.text
+    assert '<script src="/static/js/studio.js" type="module"></script>' in response.text
     assert response.headers["cache-control"] == "no-store"
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import NoNulParameters, SessionDep, SettingsDep
 from app.api.openai.deps import IdempotencyHeader, OpenAIPrincipal, UpstreamKeyHeader
 from app.api.openai.errors import (
     OPENAI_CREATE_RESPONSES,
@@ -38,7 +38,9 @@ from app.models.schemas.openai import (
 )
 from app.models.schemas.tasks import MAX_REFERENCE_IMAGES
 
-router = APIRouter(route_class=OpenAIRoute, responses=OPENAI_ERROR_RESPONSES)
+router = APIRouter(
+    route_class=OpenAIRoute, responses=OPENAI_ERROR_RESPONSES, dependencies=[NoNulParameters]
+)
 
 IMAGE_FILE_FIELDS = ("image", "image[]", "images", "images[]")
 # Request fields that must be catalog parameters of the model to mean anything.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.api.deps import NoNulParameters
 from app.api.openai.deps import OpenAIPrincipal
 from app.api.openai.errors import OPENAI_ERROR_RESPONSES, OpenAIRoute
 from app.api.v1.models import CatalogDep
@@ -12,7 +13,9 @@ from app.core import openai_compat as compat
 from app.core.openai_compat import OpenAIError
 from app.models.schemas.openai import ModelObject, ModelObjectList
 
-router = APIRouter(route_class=OpenAIRoute, responses=OPENAI_ERROR_RESPONSES)
+router = APIRouter(
+    route_class=OpenAIRoute, responses=OPENAI_ERROR_RESPONSES, dependencies=[NoNulParameters]
+)
 
 
 @router.get("", response_model=ModelObjectList, summary="List the models")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import NoNulParameters, SessionDep, SettingsDep
 from app.api.openai.deps import IdempotencyHeader, OpenAIPrincipal, UpstreamKeyHeader
 from app.api.openai.errors import (
     OPENAI_CREATE_RESPONSES,
@@ -41,7 +41,9 @@ from app.models.schemas.openai import (
     flat_schema,
 )
 
-router = APIRouter(route_class=OpenAIRoute, responses=OPENAI_ERROR_RESPONSES)
+router = APIRouter(
+    route_class=OpenAIRoute, responses=OPENAI_ERROR_RESPONSES, dependencies=[NoNulParameters]
+)
 
 _BINARY = {"type": "string", "format": "binary"}
 _CREATE_BODY: dict[str, Any] = {

@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import AdminUser, SessionDep
+from app.api.deps import AdminUser, NoNulParameters, SessionDep
 from app.core import users
 from app.core.errors import error_response_doc, error_responses
 from app.models.schemas.admin import AdminUserOut, AdminUserPage, AdminUserUpdate, QuotaUpdate
 
-router = APIRouter(responses=error_responses(422))
+router = APIRouter(responses=error_responses(422), dependencies=[NoNulParameters])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: error_response_doc(401, "Not authenticated"),

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from app.api.deps import PrincipalDep, SessionDep, SettingsDep, get_database
+from app.api.deps import NoNulParameters, PrincipalDep, SessionDep, SettingsDep, get_database
 from app.core.auth import service
 from app.core.config import Settings
 from app.core.errors import error_response_doc, error_responses
@@ -22,7 +22,7 @@ from app.models.schemas.auth import (
 )
 
 # Every error body is {"error": {"code", "message", "details"}}; 422 for any invalid input.
-router = APIRouter(responses=error_responses(422))
+router = APIRouter(responses=error_responses(422), dependencies=[NoNulParameters])
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
 

@@ -6,12 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from app.api.deps import CurrentUser, SessionDep
+from app.api.deps import CurrentUser, NoNulParameters, SessionDep
 from app.core.errors import error_response_doc, error_responses
 from app.core.request_log import service
 from app.models.schemas.logs import CategoryCreate, CategoryOut, CategoryUpdate
 
-router = APIRouter(responses=error_responses(401, 422))
+router = APIRouter(responses=error_responses(401, 422), dependencies=[NoNulParameters])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: error_response_doc(404, "No such category among yours")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, UploadFile
@@ -16,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.deps import CurrentUser, EncryptorDep, SessionDep, SettingsDep
+from app.api.deps import CurrentUser, EncryptorDep, NoNulParameters, SessionDep, SettingsDep
 from app.clients.base import MediaKind, TaskStatus
 from app.core.config import Settings
 from app.core.errors import (
@@ -32,11 +31,54 @@ from app.core.tasks.payload import data_uri
 from app.core.tasks.runtime import TaskRuntime
 from app.core.tasks.service import ListQuery, TaskContext
 from app.db.session import commit
-from app.models.schemas.tasks import MAX_REFERENCE_IMAGES, TaskCreate, TaskOut, TaskPage, TaskUpdate
+from app.models.schemas.common import UtcDatetime
+from app.models.schemas.tasks import (
+    MAX_BATCH,
+    MAX_REFERENCE_IMAGES,
+    TaskCreate,
+    TaskOut,
+    TaskPage,
+    TaskUpdate,
+)
 
 MAX_WAIT_SECONDS = 120
 # Every reference image a model may take, plus one mask.
 MAX_EDIT_FILES = MAX_REFERENCE_IMAGES + 1
+_BINARY = {"type": "string", "format": "binary"}
+# The handler reads the form itself (files and fields together); this documents it.
+_EDIT_FORM: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["model", "prompt", "image"],
+                    "properties": {
+                        "model": {"type": "string", "maxLength": 100},
+                        "prompt": {"type": "string", "maxLength": 32_000},
+                        "title": {"type": "string", "maxLength": 200},
+                        "n": {"type": "integer", "minimum": 1, "maximum": MAX_BATCH},
+                        "webhook_url": {"type": "string", "maxLength": 2048},
+                        "tags": {"type": "string", "description": "Comma-separated tags."},
+                        "params": {
+                            "type": "string",
+                            "description": "The model's parameters as a JSON object; any "
+                            "other field is taken as a parameter too.",
+                        },
+                        "image": {
+                            "type": "array",
+                            "items": _BINARY,
+                            "maxItems": MAX_REFERENCE_IMAGES,
+                            "description": "PNG, JPEG or WebP reference images.",
+                        },
+                        "mask": _BINARY,
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 def get_runtime(request: Request) -> TaskRuntime:
@@ -213,7 +255,7 @@ async def _parse_form(request: Request, settings: Settings) -> FormData:
 
 
 def build_router(kind: MediaKind) -> APIRouter:
-    router = APIRouter(responses=error_responses(401, 422))
+    router = APIRouter(responses=error_responses(401, 422), dependencies=[NoNulParameters])
     noun = kind
 
     @router.post(
@@ -257,6 +299,7 @@ def build_router(kind: MediaKind) -> APIRouter:
             response_model=TaskOut | list[TaskOut],
             responses=CREATE_RESPONSES,
             summary="Edit images: reference images (and an optional mask) as multipart",
+            openapi_extra=_EDIT_FORM,
         )
         async def create_edit(
             request: Request,
@@ -325,8 +368,8 @@ def build_router(kind: MediaKind) -> APIRouter:
             list[str] | None,
             Query(description="queued, in_progress, completed, failed, cancelled (repeat or CSV)"),
         ] = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
+        created_after: UtcDatetime | None = None,
+        created_before: UtcDatetime | None = None,
         tags: Annotated[list[str] | None, Query()] = None,
         favorite: bool | None = None,
         sort: str = "-created",

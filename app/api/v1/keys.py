@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from app.api.deps import PrincipalDep, SessionDep
+from app.api.deps import NoNulParameters, PrincipalDep, SessionDep
 from app.core import api_keys
 from app.core.errors import error_response_doc, error_responses
 from app.models.schemas.keys import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 
-router = APIRouter(responses=error_responses(401, 422))
+router = APIRouter(responses=error_responses(401, 422), dependencies=[NoNulParameters])
 
 
 @router.post(

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import CurrentUser, EncryptorDep, SessionDep
+from app.api.deps import CurrentUser, EncryptorDep, NoNulParameters, SessionDep
 from app.core.errors import error_response_doc, error_responses
 from app.core.request_log import service
+from app.models.schemas.common import UtcDatetime
 from app.models.schemas.logs import RequestLogDetail, RequestLogPage, RequestLogUpdate
 
-router = APIRouter(responses=error_responses(401, 422))
+router = APIRouter(responses=error_responses(401, 422), dependencies=[NoNulParameters])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: error_response_doc(404, "No such entry among those you can see")
@@ -28,8 +28,8 @@ async def list_logs(
     path_contains: Annotated[str | None, Query(max_length=2048)] = None,
     status_code: Annotated[int | None, Query(ge=100, le=599)] = None,
     category_id: Annotated[str | None, Query(max_length=36)] = None,
-    started_after: datetime | None = None,
-    started_before: datetime | None = None,
+    started_after: UtcDatetime | None = None,
+    started_before: UtcDatetime | None = None,
     user_id: Annotated[
         str | None, Query(max_length=36, description="Admins: only this user's entries.")
     ] = None,

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from app.api.deps import CurrentUser
+from app.api.deps import CurrentUser, NoNulParameters
 from app.core.catalog import Catalog, ModelKind, ModelList, ModelOut, get_catalog
 from app.core.errors import NotFound, error_response_doc, error_responses
 
-router = APIRouter(responses=error_responses(401, 422))
+router = APIRouter(responses=error_responses(401, 422), dependencies=[NoNulParameters])
 
 
 def get_catalog_dep(request: Request) -> Catalog:

@@ -76,7 +76,9 @@ async def get_stats(
         since=result.since,
         until=result.until,
         days=result.days,
-        tasks_per_day=[ModelSeriesOut(model=s.model, counts=s.counts) for s in result.tasks_per_day],
+        tasks_per_day=[
+            ModelSeriesOut(model=s.model, counts=s.counts) for s in result.tasks_per_day
+        ],
         totals=result.totals,
         success_rate=result.success_rate,
         outcomes=[

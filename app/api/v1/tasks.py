@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
-from app.api.deps import CurrentUser, EncryptorDep, SessionDep
+from app.api.deps import CurrentUser, EncryptorDep, NoNulParameters, SessionDep
 from app.api.v1.generations import ContextDep, RuntimeDep, _delete_files
 from app.core.errors import error_response_doc, error_responses
 from app.core.tasks import service
@@ -22,7 +22,7 @@ from app.db.session import commit
 from app.models import GenerationTask
 from app.models.schemas.tasks import BulkDeleteRequest, BulkDeleteResult, TaskOut
 
-router = APIRouter(responses=error_responses(401, 422))
+router = APIRouter(responses=error_responses(401, 422), dependencies=[NoNulParameters])
 
 KEEPALIVE_SECONDS = 15.0
 # Without a cross-process relay (SQLite, or PostgreSQL while the relay reconnects) other

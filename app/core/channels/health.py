@@ -63,7 +63,7 @@ async def record_failure(
                 .where(Channel.id == channel_id)
                 .values(cooldown_until=now + cooldown)
                 .returning(Channel)
-                .execution_options(synchronize_session=False)
+                .execution_options(synchronize_session=False, populate_existing=True)
             )
             if row is not None:
                 logger.warning(

@@ -20,7 +20,7 @@ def _any_key(key: str) -> str | None:
 
 def _access_and_secret(key: str) -> str | None:
     access, sep, secret = key.partition(":")
-    if not sep or not access or not secret or ":" in secret:
+    if not sep or not access or not secret:
         return "a Kling key is ACCESS_KEY:SECRET_KEY (the access key and the secret key)"
     return None
 

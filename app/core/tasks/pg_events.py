@@ -188,9 +188,10 @@ class PgEventRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def wait_connected(self, timeout: float) -> bool:
+    async def wait_connected(self, within: float) -> bool:
+        """True once connected, False if that did not happen `within` seconds."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), timeout=timeout)
+            await asyncio.wait_for(self._connected.wait(), timeout=within)
         return self.connected
 
     # -- out ---------------------------------------------------------------------------------
@@ -199,7 +200,9 @@ class PgEventRelay:
         try:
             payload = encode_event(event, self.origin)
         except (TypeError, ValueError):
-            logger.warning("task event %s of %s not relayed: unencodable", event.type, event.task_id)
+            logger.warning(
+                "task event %s of %s not relayed: unencodable", event.type, event.task_id
+            )
             return
         if len(self._outbox) == self._outbox.maxlen:
             self.dropped += 1  # the deque drops the oldest itself

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, String, cast, delete, func, insert, or_, select, update
+from sqlalchemy import Select, String, cast, delete, func, insert, select, union, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -366,17 +366,28 @@ def _filtered(query: Select[Any], ctx: TaskContext, user_id: str, q: ListQuery) 
         )
     if q.search and q.search.strip():
         text = q.search.strip()
-        conditions = [GenerationTask.title.ilike(f"%{_escape_like(text)}%", escape="\\")]
+        # One id set (title matches UNION prompt matches) instead of an OR of two conditions,
+        # so the planner can semi-join it against the page query.
+        matching: Select[Any] = select(GenerationTask.id).where(
+            GenerationTask.user_id == user_id,
+            GenerationTask.title.ilike(f"%{_escape_like(text)}%", escape="\\"),
+        )
         terms = query_terms(ctx.search_key, text)
-        if terms:
-            matching = (
+        if len(terms) == 1:
+            prompt_matches = select(TaskSearchTerm.task_id).where(
+                TaskSearchTerm.user_id == user_id, TaskSearchTerm.term == terms[0]
+            )
+            matching = union(matching, prompt_matches)  # type: ignore[assignment]
+        elif terms:
+            # (task_id, term) is the primary key, so count(*) counts distinct terms.
+            prompt_matches = (
                 select(TaskSearchTerm.task_id)
                 .where(TaskSearchTerm.user_id == user_id, TaskSearchTerm.term.in_(terms))
                 .group_by(TaskSearchTerm.task_id)
-                .having(func.count(TaskSearchTerm.term.distinct()) == len(terms))
+                .having(func.count() == len(terms))
             )
-            conditions.append(GenerationTask.id.in_(matching))
-        query = query.where(or_(*conditions))
+            matching = union(matching, prompt_matches)  # type: ignore[assignment]
+        query = query.where(GenerationTask.id.in_(matching))
     return query
 
 

@@ -265,6 +265,20 @@ class UpstreamRouter:
         """The owning channel's adapter for `task`, from this process's copy."""
         return self._route(self._cached_owner(task), task, patient=patient).adapter
 
+    async def download_headers(
+        self, task: GenerationTask, credentials: UpstreamCredentials
+    ) -> dict[str, str]:
+        """What the media downloader sends with a result that needs the upstream's credentials
+        (and only to that result's origin): the owning adapter's own scheme."""
+        try:
+            adapter = (await self.owner(task)).adapter
+            headers = getattr(adapter, "download_headers", None)
+            if callable(headers):
+                return dict(headers(credentials))
+        except (UpstreamError, UnknownAdapterError, ChannelNotFound, DecryptionError):
+            return {}
+        return {"Authorization": f"Bearer {credentials.api_key}"}
+
     async def _pinned(self, payload: TaskPayload) -> ChannelView | None:
         """A remix goes where its source video is."""
         source_id = payload.params.get(REMIX_SOURCE_PARAM)
@@ -396,7 +410,12 @@ class UpstreamRouter:
         ):
             self._default_health = dataclasses.replace(default, last_probe_at=now)
             jobs.append(self._probe_default())
-        if self.database is not None:
+        await self._fresh()
+        cooling = any(
+            c.enabled and not c.deleted and c.health.cooling_down(now)
+            for c in self._channels.values()
+        )
+        if self.database is not None and cooling:
             claimed = await channel_health.claim_probes(self.database, self.policy)
             jobs.extend(self._probe_stored(cid, url) for cid, url in claimed)
         if jobs:

@@ -828,7 +828,8 @@ class TaskWorker:
             allowed_hosts=set(self.settings.media_download_allowed_hosts),
             trusted_hosts=self.router.trusted_hosts,
         )
-        auth = {"Authorization": f"Bearer {credentials.api_key}"}
+        # The owning channel's adapter knows its upstream's scheme (Bearer, x-goog-api-key, …).
+        auth = await self.router.download_headers(task, credentials)
         final_attempt = task.consecutive_errors + 1 >= MAX_DOWNLOAD_RETRIES
         fetched: list[FetchedResult] = []
         try:

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.users import MAX_QUOTA_BYTES
+from app.models.schemas.common import InputModel
 
 
 class AdminUserOut(BaseModel):
@@ -32,7 +33,7 @@ class AdminUserPage(BaseModel):
     pages: int
 
 
-class AdminUserUpdate(BaseModel):
+class AdminUserUpdate(InputModel):
     # Unknown fields are rejected so a typo ({"active": false}) is a 422, not a silent no-op.
     model_config = ConfigDict(extra="forbid")
 
@@ -40,7 +41,7 @@ class AdminUserUpdate(BaseModel):
     is_admin: bool | None = None
 
 
-class QuotaUpdate(BaseModel):
+class QuotaUpdate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     storage_quota_bytes: int = Field(ge=0, le=MAX_QUOTA_BYTES)

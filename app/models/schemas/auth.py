@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
+from app.models.schemas.common import InputModel
+
 USERNAME_PATTERN = r"^[A-Za-z0-9._-]+$"
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
@@ -21,7 +23,7 @@ Username = Annotated[
 NewPassword = Annotated[str, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
 
 
-class RegisterRequest(BaseModel):
+class RegisterRequest(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     username: Username = Field(description="3-50 characters: letters, digits, '.', '_' or '-'.")
@@ -29,7 +31,7 @@ class RegisterRequest(BaseModel):
     password: NewPassword = Field(description="8-128 characters.")
 
 
-class LoginRequest(BaseModel):
+class LoginRequest(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     username_or_email: str = Field(min_length=1, max_length=320)
@@ -56,7 +58,7 @@ class UserOut(BaseModel):
     created_at: datetime
 
 
-class PasswordChangeRequest(BaseModel):
+class PasswordChangeRequest(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     current_password: str = Field(min_length=1, max_length=LOGIN_FIELD_MAX_LENGTH)

@@ -6,12 +6,14 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.models.schemas.common import InputModel, UtcDatetime
 
-class ApiKeyCreate(BaseModel):
+
+class ApiKeyCreate(InputModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=100, description="A label to recognise the key.")
-    expires_at: datetime | None = Field(
+    expires_at: UtcDatetime | None = Field(
         default=None, description="When the key stops working (must be in the future)."
     )
 

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from app.models.schemas.common import InputModel
+
 MAX_TAGS = 20
 MAX_NOTE_LENGTH = 4000
 
@@ -65,7 +67,7 @@ class RequestLogPage(BaseModel):
     pages: int
 
 
-class RequestLogUpdate(BaseModel):
+class RequestLogUpdate(InputModel):
     """Only the fields sent are changed; `category_id: null` removes the category."""
 
     model_config = ConfigDict(extra="forbid")
@@ -80,7 +82,7 @@ class RequestLogUpdate(BaseModel):
         return None if value is None else list(dict.fromkeys(value))
 
 
-class CategoryCreate(BaseModel):
+class CategoryCreate(InputModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=64)
@@ -88,7 +90,7 @@ class CategoryCreate(BaseModel):
     description: str | None = Field(default=None, max_length=500)
 
 
-class CategoryUpdate(BaseModel):
+class CategoryUpdate(InputModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str | None = Field(default=None, min_length=1, max_length=64)

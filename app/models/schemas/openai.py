@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.models.schemas.common import InputModel
 from app.models.schemas.tasks import MAX_BATCH
 
 # OpenAI allows 1..10 images per request; never more than a /api/v1 batch either.
@@ -39,14 +40,14 @@ class OpenAIErrorResponse(BaseModel):
 # ----------------------------------------------------------------------------- videos
 
 
-class InputReference(BaseModel):
+class InputReference(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     image_url: str | None = Field(default=None, description="An http(s) URL or a data URI.")
     file_id: str | None = Field(default=None, description="Not supported: upload the file.")
 
 
-class VideoCreateRequest(BaseModel):
+class VideoCreateRequest(InputModel):
     """JSON form of `POST /v1/videos` (multipart carries the same fields)."""
 
     model_config = ConfigDict(extra="allow")
@@ -66,7 +67,7 @@ class VideoCreateRequest(BaseModel):
     )
 
 
-class VideoRemixRequest(BaseModel):
+class VideoRemixRequest(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1, max_length=32_000)
@@ -110,7 +111,7 @@ class VideoDeleted(BaseModel):
 # ----------------------------------------------------------------------------- images
 
 
-class ImageRequestFields(BaseModel):
+class ImageRequestFields(InputModel):
     """Fields shared by image generation (JSON) and image edits (multipart)."""
 
     model_config = ConfigDict(extra="allow")

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.clients.base import TaskStatus
+from app.models.schemas.common import InputModel
 
 MAX_BATCH = 20
 MAX_TAGS = 20
@@ -29,7 +30,7 @@ def _clean_tags(tags: list[str]) -> list[str]:
     return seen
 
 
-class TaskCreate(BaseModel):
+class TaskCreate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=100)
@@ -72,7 +73,7 @@ class TaskCreate(BaseModel):
         return _clean_tags(value)
 
 
-class TaskUpdate(BaseModel):
+class TaskUpdate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     title: str | None = Field(default=None, max_length=200)
@@ -136,7 +137,7 @@ class TaskPage(BaseModel):
     pages: int
 
 
-class BulkDeleteRequest(BaseModel):
+class BulkDeleteRequest(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     ids: list[str] = Field(min_length=1, max_length=500)

@@ -12,8 +12,10 @@ import { createLogViewer } from "./ui/logs.js";
 import { fieldErrors } from "./lib/catalog.js";
 import { formatBytes, formatDateTime, relativeTime, usagePercent } from "./lib/format.js";
 
+// A share of the bar; anything stored stays visible as at least a sliver.
 function pct(part, total) {
-  return total > 0 ? Math.min(100, (part * 100) / total) : 0;
+  if (total <= 0 || part <= 0) return part > 0 ? 100 : 0;
+  return Math.min(100, Math.max(0.6, (part * 100) / total));
 }
 
 async function loadStorage() {

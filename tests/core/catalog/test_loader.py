@@ -176,7 +176,7 @@ def _load_error(tmp_path: Path, document: Any, suffix: str = ".yaml") -> str:
 @pytest.mark.parametrize(
     ("entry", "expected"),
     [
-        ({**EXTRA_MODEL, "adapter": "kling"}, "unknown adapter 'kling'"),
+        ({**EXTRA_MODEL, "adapter": "runway"}, "unknown adapter 'runway'"),
         ({**EXTRA_MODEL, "kind": "image"}, "adapter 'veo' produces video, not image"),
         ({**EXTRA_MODEL, "colour": "red"}, "colour: Extra inputs are not permitted"),
         ({**EXTRA_MODEL, "id": "bad id!"}, "id: String should match pattern"),

@@ -206,9 +206,7 @@ async def test_a_task_run_by_one_instance_streams_live_from_another(
     assert relay_of(app).sent >= len(seen)
 
 
-async def test_an_instance_does_not_hear_its_own_events_twice(
-    app: FastAPI, app_b: FastAPI
-) -> None:
+async def test_an_instance_does_not_hear_its_own_events_twice(app: FastAPI, app_b: FastAPI) -> None:
     await both_connected(app, app_b)
     bus_a, bus_b = app.state.tasks.events, app_b.state.tasks.events
     mine = bus_a.subscribe("u-echo")

@@ -115,7 +115,13 @@ export function formatBytes(bytes) {
     value /= 1024;
     unit += 1;
   }
-  const digits = value >= 100 || unit === 0 ? 0 : value >= 10 ? 1 : 2;
+  let digits = value >= 100 || unit === 0 ? 0 : value >= 10 ? 1 : 2;
+  if (Number(value.toFixed(digits)) >= 1024 && unit < UNITS.length - 1) {
+    // 1023.9 MB would print as "1024 MB": say "1 GB" instead.
+    value /= 1024;
+    unit += 1;
+    digits = 2;
+  }
   const text = value.toFixed(digits).replace(/\.0+$/, "").replace(/(\.\d*?)0+$/, "$1");
   return text + " " + UNITS[unit];
 }

@@ -109,7 +109,7 @@ export const api = {
     request(path, { ...options, method: "POST", body: formData }),
 };
 
-// A friendly one-line message for an error from `request`.
+// A friendly one-line message for an error from `request` (or any other error).
 export function errorMessage(error) {
   if (!(error instanceof ApiError)) {
     return error && error.message ? error.message : String(error);
@@ -118,12 +118,8 @@ export function errorMessage(error) {
     return "Too many attempts. Try again in " +
       (error.retryAfter ? error.retryAfter + " seconds." : "a moment.");
   }
-  if (error.status === 0 || error.status >= 500) {
-    return "The service had a problem (" + error.status + "). Please try again.";
-  }
-  if (Array.isArray(error.details) && error.details.length && error.details[0].message &&
-      error.status !== 422) {
-    return error.message;
+  if (error.status >= 500) {
+    return "The service had a problem (HTTP " + error.status + "). Please try again.";
   }
   return error.message;
 }

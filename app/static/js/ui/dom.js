@@ -1,4 +1,4 @@
-// A tiny element builder. Text always goes in as text nodes (never innerHTML), so prompts,
+// A tiny element builder. Text always goes in as text nodes (never parsed as HTML), so prompts,
 // titles and log bodies cannot inject markup.
 
 export function h(tag, props = {}, ...children) {

@@ -3,7 +3,6 @@
 // open and a toast when a task finishes.
 
 import { api, errorMessage, sessionExpired } from "./api.js";
-import { h } from "./dom.js";
 import { applyEvent, createQueue, queueView, replaceTask, runningCount } from "../lib/queue.js";
 import { taskTitle } from "../lib/format.js";
 import { createQueueView, resultHref } from "./queue-view.js";
@@ -161,8 +160,4 @@ export function createLiveQueue({ list, empty, status, counter, kinds = ["video"
       source?.close();
     },
   };
-}
-
-export function emptyQueueNote(text) {
-  return h("p", { class: "empty-note" }, text);
 }

@@ -95,8 +95,10 @@ async def test_stats_count_rate_median_and_storage(
     assert body["days"][-1] == today.date().isoformat()
     assert body["days"][-2] == yesterday.date().isoformat()
     series = {s["model"]: s["counts"] for s in body["tasks_per_day"]}
-    assert series["sora-2"][-1] == 2 and series["sora-2"][-2] == 1
-    assert series["veo3"][-1] == 3 and sum(series["veo3"]) == 3
+    assert series["sora-2"][-1] == 2
+    assert series["sora-2"][-2] == 1
+    assert series["veo3"][-1] == 3
+    assert sum(series["veo3"]) == 3
     assert body["totals"] == {
         "tasks": 6,
         "completed": 3,
