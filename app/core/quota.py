@@ -69,6 +69,9 @@ async def reserve_or_raise(session: AsyncSession, user_id: str, nbytes: int) -> 
     """`reserve`, raising QuotaExceeded (413) with the numbers when it does not fit."""
     if await reserve(session, user_id, nbytes):
         return
+    from app.core.observability.metrics import record_quota_rejection
+
+    record_quota_rejection()
     current = await usage(session, user_id)
     raise QuotaExceeded(
         f"Storage quota exceeded: {nbytes} bytes requested, "

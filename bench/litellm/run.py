@@ -64,7 +64,9 @@ from bench.common import (
 )
 
 HERE = Path(__file__).resolve().parent
-RESULTS_JSON = ROOT / "bench" / "results" / "litellm.json"
+RESULTS_DIR = ROOT / "bench" / "results"  # git-ignored
+RESULTS_JSON = RESULTS_DIR / "litellm.json"
+LOGS_DIR = RESULTS_DIR / "litellm-logs"
 VENV = Path(os.environ.get("LITELLM_VENV", "/tmp/litellm-venv"))
 LITELLM_VERSION = os.environ.get("LITELLM_VERSION", "1.108.7")
 VENV_EXTRAS = ("httptools", "py-spy")
@@ -145,17 +147,18 @@ async def _pg_admin(sql: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def database_url(kind: str, wd: Path) -> Any:
-    """Ours' database: a fresh `genapi_litellm_bench` (dropped afterwards) or a SQLite file.
-    `genapi serve` migrates it on start."""
+async def database_url(kind: str, wd: Path, index: int = 0) -> Any:
+    """Ours' database: a fresh `genapi_litellm_bench` (dropped afterwards; `_1`, … for more
+    variants) or a SQLite file. `genapi serve` migrates it on start."""
     if kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{(wd / 'ours.db').resolve()}"
+        yield f"sqlite+aiosqlite:///{(wd / f'ours{index}.db').resolve()}"
         return
-    drop = f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'
+    name = PG_DATABASE + (f"_{index}" if index else "")
+    drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
     await _pg_admin(drop)
-    await _pg_admin(f'CREATE DATABASE "{PG_DATABASE}"')
+    await _pg_admin(f'CREATE DATABASE "{name}"')
     try:
-        yield make_url(PG_ADMIN_URL).set(database=PG_DATABASE).render_as_string(hide_password=False)
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     finally:
         await _pg_admin(drop)
 
@@ -308,15 +311,22 @@ async def start_litellm(wd: Path, simulator_base: str) -> tuple[Server, str]:
 
 
 async def start_ours(
-    wd: Path, simulator_base: str, db_url: str, *, traced: bool = False
+    wd: Path,
+    simulator_base: str,
+    db_url: str,
+    *,
+    name: str = "ours",
+    traced: bool = False,
+    whatif: str = "",
 ) -> tuple[Server, str, str]:
-    """`genapi serve`; or, with `traced`, the same app with spans (bench/litellm/trace_app.py)
-    under the same uvicorn settings, after `genapi migrate`."""
+    """`genapi serve`; or, with `traced`, the same app with spans and the `whatif` prototypes
+    (bench/litellm/trace_app.py) under the same uvicorn settings, after `genapi migrate`."""
     port = free_port()
     env = child_env(
+        bench_whatif=whatif or None,
         env="development",
         database_url=db_url,
-        data_dir=wd / "data",
+        data_dir=wd / f"data-{name}",
         api_base_url=simulator_base,
         api_key=UPSTREAM_KEY,
         jwt_secret_key="bench-litellm-" + "j" * 40,
@@ -334,7 +344,7 @@ async def start_ours(
         args += ["--factory", "--host", "127.0.0.1", "--port", str(port), "--proxy-headers"]
     else:
         args = python_cli("serve", "--host", "127.0.0.1", "--port", str(port))
-    server = Server("ours", args, env, wd).start()
+    server = Server(name, args, env, wd).start()
     base = f"http://127.0.0.1:{port}"
     await server.wait_http(f"{base}/health", within=120)
     api_key = await create_api_key(base)
@@ -528,94 +538,112 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     by = {(r["concurrency"], r["target"]): r for r in rows}
     lines = []
+    names = [n for n in ("ours", "ours+whatif") if any(r["target"] == n for r in rows)]
     for level in sorted({r["concurrency"] for r in rows}):
-        ours, theirs = by[(level, "ours")], by[(level, "litellm")]
-        checks = {
-            "added p50": ours["added_p50"] < theirs["added_p50"],
-            "added p99": ours["added_p99"] < theirs["added_p99"],
-            "req/s": ours["rps"] > theirs["rps"],
-        }
-        text_checks = ", ".join(f"{k} {'WIN' if v else 'LOSS'}" for k, v in checks.items())
-        lines.append(f"- {level} concurrent: {text_checks}")
+        theirs = by[(level, "litellm")]
+        for name in names:
+            ours = by[(level, name)]
+            checks = {
+                "added p50": ours["added_p50"] < theirs["added_p50"],
+                "added p99": ours["added_p99"] < theirs["added_p99"],
+                "req/s": ours["rps"] > theirs["rps"],
+            }
+            text_checks = ", ".join(f"{k} {'WIN' if v else 'LOSS'}" for k, v in checks.items())
+            lines.append(f"- {level} concurrent, {name} vs litellm: {text_checks}")
     return lines
 
 
 # ----------------------------------------------------------------------------- main
 
 
+async def run_levels(
+    targets: list[Target],
+    simulator: Server,
+    levels: tuple[int, ...],
+    rounds: int,
+    counts: dict[int, int],
+) -> None:
+    """Warm up, then `rounds` alternating phases per target at each concurrency."""
+    offset = 0
+    for level in levels:
+        limits = httpx.Limits(max_connections=level, max_keepalive_connections=level)
+        async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT, limits=limits) as client:
+            for target in targets:  # connections, pools, statement caches
+                warm = await run_phase(client, target, simulator, level, WARMUP_REQUESTS, offset)
+                offset += WARMUP_REQUESTS
+                if warm.errors:
+                    raise RuntimeError(f"{target.name} warm-up: {warm.first_error}")
+            for round_no in range(rounds):
+                shift = round_no % len(targets)
+                for target in targets[shift:] + targets[:shift]:
+                    phase = await run_phase(client, target, simulator, level, counts[level], offset)
+                    offset += counts[level]
+                    target.phases[level].append(phase)
+                    print(
+                        f"c={level:<3} round {round_no + 1}/{rounds} "
+                        f"{target.name:<12} {phase_line(phase)}",
+                        flush=True,
+                    )
+
+
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     levels = tuple(int(x) for x in args.levels.split(","))
     requests = QUICK_REQUESTS if args.quick else DEFAULT_REQUESTS
+    counts = {level: args.requests or requests[level] for level in levels}
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else DEFAULT_ROUNDS)
     versions = ensure_litellm_venv()
     started = time.monotonic()
     load_before = os.getloadavg()
     profile_text = ""
+    path = "/v1/images/generations"
+    variants = [("ours", "")]
+    if args.whatif:
+        variants.append(("ours+whatif", args.whatif))
     with workdir("litellm") as wd:
-        simulator, sim_base = await start_simulator(wd)
-        servers: list[Server] = [simulator]
-        try:
-            async with database_url(args.db, wd) as db_url:
-                litellm, litellm_base = await start_litellm(wd, sim_base)
-                servers.append(litellm)
-                ours, ours_base, api_key = await start_ours(wd, sim_base, db_url)
-                servers.append(ours)
-                path = "/v1/images/generations"
+        async with contextlib.AsyncExitStack() as stack:
+            servers: list[Server] = []
+            try:
+                simulator, sim_base = await start_simulator(wd)
+                servers.append(simulator)
                 targets = [
                     Target(
-                        "direct",
-                        sim_base + path,
-                        {"Authorization": f"Bearer {UPSTREAM_KEY}"},
-                        None,
-                    ),
-                    Target(
-                        "litellm",
-                        litellm_base + path,
-                        {"Authorization": f"Bearer {LITELLM_MASTER_KEY}"},
-                        litellm,
-                    ),
-                    Target("ours", ours_base + path, {"Authorization": f"Bearer {api_key}"}, ours),
+                        "direct", sim_base + path, {"Authorization": f"Bearer {UPSTREAM_KEY}"}, None
+                    )
                 ]
-                offset = 0
-                for level in levels:
-                    limits = httpx.Limits(max_connections=level, max_keepalive_connections=level)
-                    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT, limits=limits) as client:
-                        for target in targets:  # warm-up: connections, caches, JIT-less paths
-                            warm = await run_phase(
-                                client, target, simulator, level, WARMUP_REQUESTS, offset
-                            )
-                            offset += WARMUP_REQUESTS
-                            if warm.errors:
-                                raise RuntimeError(f"{target.name} warm-up: {warm.first_error}")
-                        for round_no in range(rounds):
-                            order = targets[round_no % 3 :] + targets[: round_no % 3]
-                            for target in order:
-                                count = args.requests or requests[level]
-                                phase = await run_phase(
-                                    client, target, simulator, level, count, offset
-                                )
-                                offset += count
-                                target.phases[level].append(phase)
-                                print(
-                                    f"c={level:<3} round {round_no + 1}/{rounds} "
-                                    f"{target.name:<7} {phase_line(phase)}",
-                                    flush=True,
-                                )
+                litellm, litellm_base = await start_litellm(wd, sim_base)
+                servers.append(litellm)
+                auth = {"Authorization": f"Bearer {LITELLM_MASTER_KEY}"}
+                targets.append(Target("litellm", litellm_base + path, auth, litellm))
+                for index, (name, whatif) in enumerate(variants):
+                    db_url = await stack.enter_async_context(database_url(args.db, wd, index))
+                    # Stopped before its database is dropped (callbacks run last-in, first-out).
+                    ours, base, key = await start_ours(
+                        wd, sim_base, db_url, name=name, traced=bool(whatif), whatif=whatif
+                    )
+                    servers.append(ours)
+                    stack.callback(ours.stop)
+                    targets.append(
+                        Target(name, base + path, {"Authorization": f"Bearer {key}"}, ours)
+                    )
+                await run_levels(targets, simulator, levels, rounds, counts)
                 if args.profile:
                     collapsed = await profile_ours(
                         targets[2],
                         simulator,
                         args.profile,
                         args.profile_requests,
-                        HERE / "profile",
+                        RESULTS_DIR / "litellm-profile",
                     )
                     profile_text = summarize_profile(collapsed)
                     print(profile_text, flush=True)
-                for server in (litellm, ours):
+                for server in servers:
                     server.check_alive()
-        finally:
-            for server in reversed(servers):
-                server.stop()
+            finally:
+                for server in reversed(servers):
+                    if server.name in ("simulator", "litellm"):
+                        server.stop()
+                await stack.aclose()
+                save_logs(servers)
     rows = summarize(targets, levels)
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -626,6 +654,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "litellm_venv": versions,
         "database": "PostgreSQL" if args.db == "postgres" else "SQLite",
         "code": git_state(),
+        "whatif": args.whatif,
         "quick": args.quick,
         "rounds": rounds,
         "requests_per_phase": {lvl: args.requests or requests[lvl] for lvl in levels},
@@ -633,6 +662,13 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "rows": rows,
         "profile": profile_text,
     }
+
+
+def save_logs(servers: list[Server]) -> None:
+    """Keep the servers' logs (the work directory is deleted) for post-mortems of errors."""
+    LOGS_DIR.mkdir(parents=True, exist_ok=True)
+    for server in servers:
+        (LOGS_DIR / f"{server.name}.log").write_text(server.log_text())
 
 
 def git_state() -> str:
@@ -656,6 +692,11 @@ def main() -> None:
         "--profile", type=int, metavar="N", help="also py-spy ours under N concurrent clients"
     )
     parser.add_argument("--profile-requests", type=int, default=1500)
+    parser.add_argument(
+        "--whatif",
+        default="",
+        help="also run ours with prototype fixes (trace_app.py): wait,preping,authcache,merge",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS_JSON, help="where to save results")
     args = parser.parse_args()
     result = asyncio.run(measure(args))

@@ -105,7 +105,9 @@ IdempotencyHeader = Annotated[
     str | None,
     Header(alias="Idempotency-Key", description="Same key + same body within 24 h = same task."),
 ]
-NOT_FOUND = {404: error_response_doc(404, "No such task (or media) of yours")}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: error_response_doc(404, "No such task (or media) of yours")
+}
 # What a create can answer besides the task(s).
 CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {

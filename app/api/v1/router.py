@@ -6,6 +6,7 @@ from app.api.v1 import (
     admin,
     auth,
     categories,
+    channels,
     keys,
     logs,
     models,
@@ -24,6 +25,7 @@ api_router.include_router(categories.router, prefix="/categories", tags=["reques
 api_router.include_router(storage.router, prefix="/storage", tags=["storage"])
 api_router.include_router(admin.router, prefix="/admin", tags=["admin"])
 api_router.include_router(stats.router, prefix="/admin", tags=["admin"])
+api_router.include_router(channels.router, prefix="/admin/channels", tags=["admin"])
 api_router.include_router(models.router, prefix="/models", tags=["models"])
 api_router.include_router(videos_router, prefix="/videos", tags=["videos"])
 api_router.include_router(images_router, prefix="/images", tags=["images"])

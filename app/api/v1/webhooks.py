@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from sqlalchemy import select
 
@@ -12,7 +10,7 @@ from app.core import webhooks
 from app.core.errors import error_responses
 from app.db.session import commit
 from app.models import WebhookDelivery
-from app.models.schemas.tasks import WebhookSecretOut
+from app.models.schemas.tasks import WebhookDeliveryOut, WebhookSecretOut
 
 router = APIRouter(responses=error_responses(401))
 
@@ -36,26 +34,16 @@ async def rotate_secret(
     return WebhookSecretOut(secret=secret)
 
 
-@router.get("/deliveries", summary="Recent webhook deliveries")
-async def deliveries(user: CurrentUser, db: SessionDep) -> list[dict[str, Any]]:
+@router.get(
+    "/deliveries",
+    response_model=list[WebhookDeliveryOut],
+    summary="Your 100 most recent webhook deliveries, newest first",
+)
+async def deliveries(user: CurrentUser, db: SessionDep) -> list[WebhookDeliveryOut]:
     rows = await db.scalars(
         select(WebhookDelivery)
         .where(WebhookDelivery.user_id == user.id)
         .order_by(WebhookDelivery.created_at.desc())
         .limit(100)
     )
-    return [
-        {
-            "id": d.id,
-            "task_id": d.task_id,
-            "event_type": d.event_type,
-            "state": d.state,
-            "attempts": d.attempts,
-            "last_status_code": d.last_status_code,
-            "last_error": d.last_error,
-            "created_at": d.created_at,
-            "delivered_at": d.delivered_at,
-            "next_attempt_at": d.next_attempt_at,
-        }
-        for d in rows
-    ]
+    return [WebhookDeliveryOut.model_validate(d) for d in rows]

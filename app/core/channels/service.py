@@ -137,6 +137,9 @@ def channel_out(channel: ChannelView, now: datetime | None = None) -> ChannelOut
 
 
 async def _stored(db: AsyncSession, channel_id: str) -> Channel:
+    # Ids are UUIDs: anything else (too long, control characters) cannot name a channel.
+    if len(channel_id) > 36 or not channel_id.isprintable():
+        raise NotFound(f"No channel with id {channel_id[:36]!r}", code="channel_not_found")
     row = await db.get(Channel, channel_id)
     if row is None or row.deleted_at is not None:
         raise NotFound(f"No channel with id {channel_id}", code="channel_not_found")

@@ -50,6 +50,7 @@ HEALTH_CHECK_SECONDS = 15.0
 MIN_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
 STOP_FLUSH_SECONDS = 2.0
+APPLICATION_NAME = "genapi task events"
 NOTIFY_SQL = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"
 # SQLAlchemy-only URL options that asyncpg.connect would not understand.
 _DIALECT_OPTIONS = ("prepared_statement_cache_size", "prepared_statement_name_func")
@@ -65,6 +66,8 @@ def asyncpg_connect_args(database_url: str) -> tuple[str, dict[str, Any]]:
         kwargs["ssl"] = ssl if isinstance(ssl, str) else ssl[0]
     for option in _DIALECT_OPTIONS:
         query.pop(option, None)
+    # Named in pg_stat_activity, so an operator counting connections knows what this one is.
+    kwargs["server_settings"] = {"application_name": APPLICATION_NAME}
     dsn = url.set(drivername="postgresql", query=query).render_as_string(hide_password=False)
     return dsn, kwargs
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from app.clients.base import UpstreamResult
-from app.core.errors import AppError, NotFound, QuotaExceeded
+from app.core.errors import AppError, NotFound
 from app.core.media.download import DownloadPolicy
 from app.core.media.inspect import extension_for
-from app.core.quota import release, reserve
+from app.core.quota import release, reserve_or_raise
 from app.core.tasks.results import delete_keys, discard_temp, fetch_result
 from app.core.tasks.runtime import TaskRuntime
 from app.models import GenerationTask, Media
@@ -36,6 +36,7 @@ async def refetch_media(runtime: TaskRuntime, task: GenerationTask, media_id: st
         allowed_hosts=set(runtime.settings.media_download_allowed_hosts),
         trusted_hosts=runtime.router.trusted_hosts,
     )
+    credentials = await runtime.router.credentials_for(task)
     fetched = await fetch_result(
         runtime.http,
         runtime.storage,
@@ -43,7 +44,7 @@ async def refetch_media(runtime: TaskRuntime, task: GenerationTask, media_id: st
         policy,
         source,
         media.position,
-        auth_header={"Authorization": f"Bearer {runtime.router.credentials(task).api_key}"},
+        auth_header=await runtime.router.download_headers(task, credentials),
         transient_is_final=True,
     )
     try:
@@ -56,11 +57,7 @@ async def refetch_media(runtime: TaskRuntime, task: GenerationTask, media_id: st
         key = f"{task.user_id}/{media.id}{ext}"
         thumb_key = f"{task.user_id}/{media.id}.thumb.jpg" if fetched.thumbnail_path else None
         async with runtime.database.session() as db:
-            if not await reserve(db, task.user_id, fetched.total_bytes):
-                raise QuotaExceeded(
-                    "Not enough free storage for this result yet",
-                    details={"required_bytes": fetched.total_bytes},
-                )
+            await reserve_or_raise(db, task.user_id, fetched.total_bytes)
         gone = False
         try:
             await runtime.storage.put_file(fetched.file.path, key)

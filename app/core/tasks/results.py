@@ -39,6 +39,7 @@ from app.core.media.errors import (
 )
 from app.core.media.inspect import extension_for, make_thumbnail, probe
 from app.core.media.storage import MediaStorage
+from app.core.observability.metrics import record_quota_rejection
 from app.core.quota import release, reserve
 from app.db.base import new_uuid
 from app.models import Media
@@ -214,6 +215,7 @@ async def reserve_and_record(
             media.bytes = item.file.size
             media.thumbnail_bytes = item.thumbnail_bytes
         else:
+            record_quota_rejection()
             media.state = "not_stored"
             media.reason = "quota_exceeded"
             media.reason_message = (

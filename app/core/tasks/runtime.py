@@ -79,7 +79,7 @@ class TaskRuntime:
             None if database.is_sqlite else PgEventRelay(database.url, self.events)
         )
         self.storage = storage or create_media_storage(settings)
-        self.router = UpstreamRouter(settings, http, encryptor)
+        self.router = UpstreamRouter(settings, http, encryptor, database)
         self.search_key = derive_search_key(settings.storage_master_key or "")
         self.worker = TaskWorker(
             database=database,
@@ -127,9 +127,10 @@ class TaskRuntime:
 
         async def cancel() -> None:
             try:
-                adapter = self.router.patient_adapter(task.adapter)
-                if adapter.supports_cancel and task.upstream_id:
-                    await adapter.cancel(task.upstream_id, self.router.credentials(task))
+                # The channel that owns the task, with the adapters' own retries.
+                route = await self.router.owner(task, patient=True)
+                if route.adapter.supports_cancel and task.upstream_id:
+                    await route.adapter.cancel(task.upstream_id, route.credentials)
             except Exception as exc:
                 logger.info("task %s: upstream cancel failed: %s", task.id, type(exc).__name__)
 

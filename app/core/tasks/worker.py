@@ -56,6 +56,11 @@ from app.core.config import Settings
 from app.core.encryption import DecryptionError, Encryptor
 from app.core.media.download import DownloadPolicy
 from app.core.media.storage import MediaStorage
+from app.core.observability.metrics import (
+    record_media_stored,
+    record_poll_lag,
+    record_transition,
+)
 from app.core.tasks.events import TaskEvent, TaskEventBus
 from app.core.tasks.payload import TaskPayload, build_generation_request
 from app.core.tasks.results import (
@@ -336,7 +341,11 @@ class TaskWorker:
         now = utcnow()
         async with self.database.session() as db:
             rows = await db.execute(claim_statement(self.worker_id, now, now + self.lease, limit))
-            return [light_task(row) for row in rows.all()]
+            claimed = [light_task(row) for row in rows.all()]
+        for task in claimed:
+            if task.next_poll_at is not None:
+                record_poll_lag((now - task.next_poll_at).total_seconds())
+        return claimed
 
     async def _keep_leases(self) -> None:
         """Extend the leases of every in-flight task, in one statement, every lease third."""
@@ -426,6 +435,8 @@ class TaskWorker:
                 if full is not None:
                     await enqueue_terminal_webhook(db, self.encryptor, full)
         if row is not None:
+            if row.status != task.status:
+                record_transition(row.model, row.status)
             if row.has_webhook and TaskStatus(row.status).is_terminal:
                 self._webhook_wake.set()
             if event is not None:
@@ -940,6 +951,10 @@ class TaskWorker:
             else:
                 await enqueue_terminal_webhook(db, self.encryptor, row)
         if row is not None:
+            record_transition(row.model, row.status)
+            record_media_stored(
+                sum(m.bytes + m.thumbnail_bytes for m in rows if m.id in set(pending_ids))
+            )
             if row.has_webhook:
                 self._webhook_wake.set()
             self._publish(row, event)

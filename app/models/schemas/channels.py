@@ -16,12 +16,14 @@ ChannelState = Literal["healthy", "cooling_down", "disabled"]
 
 MAX_MODELS = 500
 MAX_PRIORITY = 1_000_000
+# Printable text: names are shown in the admin page and stored as text (no NUL, no controls).
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 
 
 class ChannelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
     type: ChannelTypeName = Field(
         description="aggregator (API_BASE_URL style), openai, ark, gemini or kling; "
         "fixed once created."
@@ -61,7 +63,7 @@ class ChannelUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: str | None = Field(default=None, min_length=1, max_length=100, pattern=NAME_PATTERN)
     base_url: str | None = Field(default=None, min_length=1, max_length=500)
     api_key: str | None = Field(default=None, min_length=1, max_length=512)
     models: list[str] | None = Field(default=None, max_length=MAX_MODELS)

@@ -148,6 +148,21 @@ class BulkDeleteResult(BaseModel):
     not_found: list[str]
 
 
+class WebhookDeliveryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    task_id: str
+    event_type: str
+    state: str = Field(description="pending, delivered or failed")
+    attempts: int
+    last_status_code: int | None = None
+    last_error: str | None = None
+    created_at: datetime
+    delivered_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+
+
 class WebhookSecretOut(BaseModel):
     secret: str
     algorithm: str = (

@@ -199,6 +199,8 @@ async def test_admin_crud_round_trip(
         ({"models": ["veo3"], "model_map": {"sora-2": "x"}}, "model_map.sora-2"),
         ({"model_map": {"veo3": "has space"}}, "model_map.veo3"),
         ({"weight": 0}, "weight"),
+        ({"name": "tab\there"}, "name"),
+        ({"name": "nul\x00byte"}, "name"),
         ({"surprise": True}, "surprise"),
     ],
 )
@@ -267,7 +269,10 @@ async def test_the_default_channel_is_listed_and_read_only(
     await client.post(CHANNELS, json=body(), headers=headers)
     after = await client.get(f"{CHANNELS}/default", headers=headers)
     assert after.json()["state"] == "disabled"
-    assert (await client.get(f"{CHANNELS}/nope", headers=headers)).status_code == 404
+    for odd in ("nope", "%00", "x" * 300):
+        assert (await client.get(f"{CHANNELS}/{odd}", headers=headers)).status_code == 404
+        patched = await client.patch(f"{CHANNELS}/{odd}", json={"name": "x"}, headers=headers)
+        assert patched.status_code == 404
 
 
 async def test_a_model_no_channel_serves_is_refused_at_create(

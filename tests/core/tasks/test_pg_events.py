@@ -150,7 +150,10 @@ def test_asyncpg_dsn_is_the_database_url_without_the_driver() -> None:
         "postgresql+asyncpg://app:s3cret@db.example:5433/genapi?ssl=require"
     )
     assert dsn == "postgresql://app:s3cret@db.example:5433/genapi"
-    assert kwargs == {"ssl": "require"}
+    assert kwargs == {
+        "ssl": "require",
+        "server_settings": {"application_name": "genapi task events"},
+    }
 
 
 async def test_sqlite_has_no_relay(app: FastAPI, database_url: str) -> None:
