@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     run_worker: bool = True
     webhook_max_attempts: int = Field(default=8, ge=1)
     max_concurrent_tasks: int = Field(default=50, ge=1)
+    channel_failure_threshold: int = Field(default=3, ge=1)
+    channel_cooldown_seconds: float = Field(default=30.0, gt=0)
+    channel_cooldown_max_seconds: float = Field(default=600.0, gt=0)
+    channel_probe_interval_seconds: float = Field(default=10.0, gt=0)
     request_timeout: float = Field(default=120.0, gt=0)
 
     @field_validator(

@@ -80,7 +80,8 @@ class TaskSearchTerm(Base):
     """Keyed hashes (HMAC) of prompt words and prefixes: search without storing the prompt."""
 
     __tablename__ = "task_search_terms"
-    __table_args__ = (Index("ix_task_search_terms_user_term", "user_id", "term"),)
+    # Covering (user_id, term, task_id): a search reads the index only, never the table.
+    __table_args__ = (Index("ix_task_search_terms_user_term_task", "user_id", "term", "task_id"),)
 
     task_id: Mapped[str] = mapped_column(
         ForeignKey("generation_tasks.id", ondelete="CASCADE"), primary_key=True

@@ -37,6 +37,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import string
 import subprocess
 import sys
@@ -412,7 +413,7 @@ async def profile_ours(
 ) -> Path:
     """py-spy (collapsed stacks, idle frames excluded) on ours while it serves one phase."""
     assert target.server is not None
-    out = out_dir / f"ours-c{concurrency}.collapsed"
+    out = out_dir / f"{target.name}-c{concurrency}.collapsed"
     spy = start_py_spy(target.server.pid, out)
     try:
         await asyncio.sleep(1.0)  # py-spy attaches
@@ -429,10 +430,20 @@ async def profile_ours(
     return out
 
 
-def summarize_profile(path: Path, top: int = 30) -> str:
-    """Inclusive and self shares of app-level frames from py-spy's collapsed stacks."""
+def _frame_package(frame: str) -> str:
+    match = re.search(r"\((.*?):\d+\)", frame)
+    path = match.group(1) if match else frame
+    if path.startswith("app/"):
+        return "/".join(path.split("/")[:3])  # app/core/tasks, app/api/openai, …
+    return path.split("/")[0] if "/" in path else "stdlib"
+
+
+def summarize_profile(path: Path, top: int = 25) -> str:
+    """py-spy collapsed stacks (GIL holder only, i.e. CPU): self time by package, the app/
+    frames with most time under them, and the hottest leaf frames."""
     inclusive: collections.Counter[str] = collections.Counter()
     self_time: collections.Counter[str] = collections.Counter()
+    packages: collections.Counter[str] = collections.Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, samples = line.rpartition(" ")
@@ -442,21 +453,18 @@ def summarize_profile(path: Path, top: int = 30) -> str:
         total += n
         frames = stack.split(";")
         for frame in set(frames):
-            inclusive[frame] += n
+            if "(app/" in frame and "app/cli/" not in frame:
+                inclusive[frame] += n
         self_time[frames[-1]] += n
+        packages[_frame_package(frames[-1])] += n
     if not total:
         return "no samples"
-    lines = [f"{total} samples", "", "inclusive (app/ and sqlalchemy/asyncpg/httpx frames):"]
-    shown = 0
-    for frame, n in inclusive.most_common():
-        if any(k in frame for k in ("app/", "sqlalchemy", "asyncpg", "httpx", "starlette")):
-            lines.append(f"  {n * 100 / total:5.1f}%  {frame}")
-            shown += 1
-            if shown >= top:
-                break
-    lines += ["", "self (any frame):"]
-    for frame, n in self_time.most_common(top):
-        lines.append(f"  {n * 100 / total:5.1f}%  {frame}")
+    lines = [f"{total} samples (200 Hz, GIL holder only)", "", "self time by package:"]
+    lines += [f"  {n * 100 / total:5.1f}%  {k}" for k, n in packages.most_common(12)]
+    lines += ["", "inclusive, app/ frames:"]
+    lines += [f"  {n * 100 / total:5.1f}%  {k}" for k, n in inclusive.most_common(top)]
+    lines += ["", "self, any frame:"]
+    lines += [f"  {n * 100 / total:5.1f}%  {k}" for k, n in self_time.most_common(15)]
     return "\n".join(lines)
 
 
@@ -626,16 +634,17 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                         Target(name, base + path, {"Authorization": f"Bearer {key}"}, ours)
                     )
                 await run_levels(targets, simulator, levels, rounds, counts)
-                if args.profile:
+                for target in targets[2:] if args.profile else []:
                     collapsed = await profile_ours(
-                        targets[2],
+                        target,
                         simulator,
                         args.profile,
                         args.profile_requests,
                         RESULTS_DIR / "litellm-profile",
                     )
-                    profile_text = summarize_profile(collapsed)
-                    print(profile_text, flush=True)
+                    summary = f"== {target.name}\n{summarize_profile(collapsed)}"
+                    profile_text += summary + "\n\n"
+                    print(summary, flush=True)
                 for server in servers:
                     server.check_alive()
             finally:
