@@ -172,8 +172,10 @@ class Phase:
     latencies: list[float]
     errors: int
     seconds: float
-    server_cpu: float  # seconds of the target's process (and the simulator's) during the phase
+    server_cpu: float  # CPU seconds of the target's process during the phase
     simulator_cpu: float
+    db_cpu: float  # of the PostgreSQL backends serving the target's database (ours only)
+    loadgen_cpu: float  # of this process
     first_error: str | None = None
 
 
@@ -183,6 +185,7 @@ class Target:
     url: str
     headers: dict[str, str]
     server: Server | None
+    db_name: str | None = None
     phases: dict[int, list[Phase]] = field(default_factory=lambda: collections.defaultdict(list))
 
 
@@ -239,19 +242,45 @@ async def run_phase(
                 errors += 1
 
     pids = [p.pid for p in (target.server, simulator) if p is not None]
+    db_before = await backend_cpu(target.db_name)
     cpu_before = {pid: cpu_seconds(pid) for pid in pids}
+    loadgen_before = time.process_time()
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     seconds = time.perf_counter() - started
+    loadgen = time.process_time() - loadgen_before
     cpu = {pid: cpu_seconds(pid) - cpu_before[pid] for pid in pids}
+    db_after = await backend_cpu(target.db_name)
     return Phase(
         latencies=latencies,
         errors=errors,
         seconds=seconds,
         server_cpu=cpu[target.server.pid] if target.server is not None else 0.0,
         simulator_cpu=cpu[simulator.pid],
+        db_cpu=sum(v - db_before.get(pid, 0.0) for pid, v in db_after.items()),
+        loadgen_cpu=loadgen,
         first_error=first_error,
     )
+
+
+async def backend_cpu(db_name: str | None) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to `db_name` (same machine)."""
+    if not db_name:
+        return {}
+    engine = create_async_engine(PG_ADMIN_URL)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = :name"), {"name": db_name}
+            )
+            pids = [int(r[0]) for r in rows]
+    finally:
+        await engine.dispose()
+    out: dict[int, float] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            out[pid] = cpu_seconds(pid)
+    return out
 
 
 # ----------------------------------------------------------------------------- servers
@@ -515,6 +544,12 @@ def summarize(targets: list[Target], levels: tuple[int, ...]) -> list[dict[str, 
                     "cpu_ms_per_request": (
                         sum(p.server_cpu for p in phases) / done * 1000 if done else float("nan")
                     ),
+                    "db_cpu_ms_per_request": (
+                        sum(p.db_cpu for p in phases) / done * 1000 if done else float("nan")
+                    ),
+                    "loadgen_cpu_ms_per_request": (
+                        sum(p.loadgen_cpu for p in phases) / done * 1000 if done else float("nan")
+                    ),
                     "simulator_cpu_ms_per_request": (
                         sum(p.simulator_cpu for p in phases) / done * 1000 if done else float("nan")
                     ),
@@ -526,19 +561,22 @@ def summarize(targets: list[Target], levels: tuple[int, ...]) -> list[dict[str, 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     out = [
-        "| concurrency | target | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s "
-        "| server CPU ms/req | simulator CPU ms/req | requests | errors |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| clients | target | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s "
+        "| errors | CPU ms/req: server | PostgreSQL | simulator | load generator |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         direct = r["target"] == "direct"
-        cpu = "—" if direct else f"{r['cpu_ms_per_request']:.2f}"
+        db = r["db_cpu_ms_per_request"]
+        server = "—" if direct else f"{r['cpu_ms_per_request']:.1f}"
         out.append(
             f"| {r['concurrency']} | {r['target']} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} "
             f"| {'—' if direct else fmt_added(r['added_p50'])} "
             f"| {'—' if direct else fmt_added(r['added_p99'])} | {r['rps']:.0f} "
-            f"| {cpu} "
-            f"| {r['simulator_cpu_ms_per_request']:.2f} | {r['requests']} | {r['errors']} |"
+            f"| {r['errors']} of {r['requests'] + r['errors']} "
+            f"| {server} "
+            f"| {f'{db:.1f}' if db else '—'} "
+            f"| {r['simulator_cpu_ms_per_request']:.1f} | {r['loadgen_cpu_ms_per_request']:.1f} |"
         )
     return "\n".join(out)
 
@@ -630,9 +668,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     servers.append(ours)
                     stack.callback(ours.stop)
-                    targets.append(
-                        Target(name, base + path, {"Authorization": f"Bearer {key}"}, ours)
-                    )
+                    db_name = None if args.db == "sqlite" else make_url(db_url).database
+                    auth = {"Authorization": f"Bearer {key}"}
+                    targets.append(Target(name, base + path, auth, ours, db_name=db_name))
                 await run_levels(targets, simulator, levels, rounds, counts)
                 for target in targets[2:] if args.profile else []:
                     collapsed = await profile_ours(

@@ -63,6 +63,7 @@ SIM_KEY = "sk-bench-scale"
 TASK_SECONDS = 1.0
 POLLING_INTERVAL = 1.0
 CREATE_TIME_LIMIT = 900.0
+CREATE_ATTEMPTS = 3
 PASSWORD = "correct horse battery staple"
 TERMINAL = ("completed", "failed", "cancelled")
 
@@ -97,6 +98,8 @@ class Outcome:
     media_rows: int = -1
     media_tasks: int = -1
     app_cpu: float = float("nan")
+    retries: int = 0  # creates sent again after a transport error (same Idempotency-Key)
+    replays: int = 0  # of which the service answered as a replay of an earlier create
     timed_out: bool = False
 
     @property
@@ -114,9 +117,10 @@ class Outcome:
         others = {k: v for k, v in self.statuses.items() if k != "completed"}
         return [
             Check(
-                f"{label}: every create answered 202",
+                f"{label}: every create answered (202, or 200 for a replay)",
                 f"{n:,}",
-                f"{len(self.create.latencies):,} ({self.create.errors} errors)",
+                f"{len(self.create.latencies):,} ({self.create.errors} errors; "
+                f"{self.retries} resent, {self.replays} replays)",
                 len(self.create.latencies) == n and self.create.errors == 0,
             ),
             Check(
@@ -259,7 +263,7 @@ def _prompts(count: int, seed: int) -> list[str]:
 
 async def _create_all(
     urls: list[str], tokens: list[str], prompts: list[str], clients: int
-) -> tuple[LoadResult, list[str]]:
+) -> tuple[LoadResult, list[str], int, int]:
     http = [
         httpx.AsyncClient(
             base_url=url,
@@ -270,14 +274,32 @@ async def _create_all(
     ]
     ids: list[str] = []
 
+    counts = {"retries": 0, "replays": 0}
+
     async def post(index: int) -> bool:
-        response = await http[index % len(http)].post(
-            "/api/v1/videos",
-            json={"model": "sora-2", "prompt": prompts[index], "params": {"duration": 10}},
-            headers={"Authorization": f"Bearer {tokens[index % len(tokens)]}"},
-        )
-        if response.status_code != 202:
+        # A keep-alive connection the server closes just as a request goes out fails with a
+        # transport error, and the client cannot know whether the task was created. Like any
+        # careful client it sends the same request again under the same Idempotency-Key: the
+        # service answers a replay with the first task, never a second one.
+        headers = {
+            "Authorization": f"Bearer {tokens[index % len(tokens)]}",
+            "Idempotency-Key": f"scale-{index}",
+        }
+        body = {"model": "sora-2", "prompt": prompts[index], "params": {"duration": 10}}
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                response = await http[index % len(http)].post(
+                    "/api/v1/videos", json=body, headers=headers
+                )
+                break
+            except httpx.TransportError:
+                if attempt == CREATE_ATTEMPTS:
+                    raise
+                counts["retries"] += 1
+        replayed = response.headers.get("Idempotent-Replayed") == "true"
+        if response.status_code != (200 if replayed else 202):
             raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+        counts["replays"] += replayed
         ids.append(response.json()["id"])
         return True
 
@@ -286,7 +308,7 @@ async def _create_all(
     finally:
         for client in http:
             await client.aclose()
-    return result, ids
+    return result, ids, counts["retries"], counts["replays"]
 
 
 async def _wait_terminal(
@@ -379,7 +401,9 @@ async def run_scenario(
                 async with httpx.AsyncClient(base_url=urls[0], timeout=60) as client:
                     tokens = await _sign_up(client, USERS)
                 cpu_before = sum(cpu_seconds(s.pid) for s in servers)
-                outcome.create, ids = await _create_all(urls, tokens, prompts, clients)
+                outcome.create, ids, outcome.retries, outcome.replays = await _create_all(
+                    urls, tokens, prompts, clients
+                )
                 if outcome.create.first_error:
                     print(f"  first create error: {outcome.create.first_error}", flush=True)
                 within = 120.0 + tasks * 0.2

@@ -73,8 +73,12 @@ def _body_envelope(
     }
 
 
+def _no_nul(value: str | None) -> str:
+    return (value or "").replace("\x00", "%00")
+
+
 def _clip(value: str | None, length: int) -> str | None:
-    return None if value is None else value[:length]
+    return None if value is None else _no_nul(value)[:length]
 
 
 def build_row(entry: RequestLogEntry, encryptor: Encryptor) -> dict[str, Any]:
@@ -102,8 +106,9 @@ def build_row(entry: RequestLogEntry, encryptor: Encryptor) -> dict[str, Any]:
         "request_id": entry.request_id[:36],
         "started_at": entry.started_at,
         "duration_ms": float(entry.duration_ms),
-        "method": entry.method[:10],
-        "path": entry.path[:2048],
+        # PostgreSQL refuses NUL in text, and one bad row would sink its whole batch.
+        "method": _no_nul(entry.method)[:10],
+        "path": _no_nul(entry.path)[:2048],
         "status_code": int(entry.status_code),
         "user_id": entry.user_id,
         "session_id": entry.session_id,
@@ -239,6 +244,9 @@ class RequestLogWriter:
             except Exception:
                 return self._report_failure(rows)
         except Exception:
+            if len(rows) > 1:
+                # Find the row the database refuses instead of dropping its neighbours with it.
+                return sum([await self._insert([row]) for row in rows])
             return self._report_failure(rows)
         self.written += len(rows)
         return len(rows)
