@@ -9,8 +9,9 @@ created, migrated; dropped at the end), a standalone simulator (`genapi simulato
 - one process: 1 API process (`genapi serve --no-migrate`) with the worker inside it.
 
 Load: N sora-2 tasks (5,000; 1,000 with --quick), each with a unique prompt, created by 100
-concurrent httpx clients (10 users, keep-alive) spread round-robin over the API ports. Then the
-benchmark waits (bounded) until every task is terminal, reading the database.
+concurrent httpx clients (10 users, keep-alive) spread round-robin over the API ports, each
+create with its own Idempotency-Key (sent again under the same key after a transport error).
+Then the benchmark waits (bounded) until every task is terminal, reading the database.
 
 Checks, per scenario: every task completed; the simulator saw exactly one create per prompt and
 no other create (`/_sim/stats`), so no task was submitted twice; exactly one stored media row
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -467,6 +469,9 @@ def build_report(fleet: Outcome, single: Outcome | None, *, quick: bool) -> Repo
         "overflow (DATABASE_POOL_SIZE / DATABASE_MAX_OVERFLOW; 4 x the default 30 would pass "
         "PostgreSQL's max_connections of 100). One process: `genapi serve --no-migrate` with "
         "its worker inside and the default pool (10 + 20).",
+        "Each create carries its own Idempotency-Key; one that fails at the transport level "
+        "(a keep-alive connection closed by the server as the request went out) is sent "
+        f"again, at most {CREATE_ATTEMPTS} attempts, under the same key.",
         "Completion throughput: completed tasks / (last completed_at - first created_at); "
         "end-to-end: completed_at - created_at per task. App CPU: user+system time of the "
         "API and worker processes during the run (simulator and PostgreSQL excluded).",
@@ -511,6 +516,11 @@ def build_report(fleet: Outcome, single: Outcome | None, *, quick: bool) -> Repo
                 ],
             )
         )
+    report.notes.append(
+        f"All processes (API, workers, simulator, PostgreSQL and the load generator) share this "
+        f"machine's {os.cpu_count()} cores: more processes cannot add CPU here, so the ratios "
+        "show how the work is spread, not how far more machines would take it."
+    )
     for outcome in outcomes:
         report.checks.extend(outcome.checks())
         if outcome.timed_out:

@@ -16,7 +16,6 @@ import openai
 import pytest
 from fastapi import FastAPI
 
-from app.core.openai_compat import supports_remix
 from app.simulator import Simulator
 from tests.api.openai.conftest import (
     assert_openai_error,
@@ -317,11 +316,6 @@ async def test_remix_is_refused_clearly_where_the_upstream_has_none(
     assert refused.value.code == "remix_not_supported"
 
 
-@pytest.mark.xfail(
-    not supports_remix("openai_sora"),
-    reason="app/clients/openai_sora.py has no remix yet (supports_remix + POST …/remix)",
-    strict=True,
-)
 async def test_remix_of_an_openai_video(oai: openai.AsyncOpenAI, sim: Simulator) -> None:
     source = await oai.videos.create_and_poll(
         model="sora-2-openai", prompt="a sailing ship", poll_interval_ms=POLL_MS

@@ -270,14 +270,6 @@ async def test_sigterm_finishes_in_flight_work_and_loses_nothing(
     await _assert_nothing_lost(cleanup_engine, service, task_ids)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "an open SSE stream (/api/v1/tasks/events) blocks shutdown: uvicorn waits for every "
-        "connection and `genapi serve` sets no timeout_graceful_shutdown, so the lifespan "
-        "shutdown (lease release, request-log flush) never runs until the client leaves"
-    ),
-)
 async def test_sigterm_with_an_open_event_stream_still_shuts_down_in_time(
     service: Service, cleanup_engine: AsyncEngine
 ) -> None:
