@@ -36,8 +36,11 @@ async def test_reindex_after_rotation_keeps_prompts_searchable(
     new_search_key = derive_search_key(rotated_master)
     async with app.state.db.session() as db:
         stored = set(
-            (await db.scalars(select(TaskSearchTerm.term).where(TaskSearchTerm.task_id == task_id)))
-            .all()
+            (
+                await db.scalars(
+                    select(TaskSearchTerm.term).where(TaskSearchTerm.task_id == task_id)
+                )
+            ).all()
         )
     assert stored == index_terms(new_search_key, "Nebula over glaciers")
     assert set(query_terms(new_search_key, "glac")) <= stored
