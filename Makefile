@@ -18,13 +18,18 @@ run: sync
 
 ## Whole suite: Python tests on SQLite, then on PostgreSQL (skipped with a message when no
 ## server answers, failing under CI=true), then the front-end unit tests.
-test: sync test-sqlite test-postgres test-js
+## The browser tests run in their own pytest process: Playwright's sync API keeps an event loop
+## running in the main thread for as long as its browser lives.
+test: sync test-sqlite test-postgres test-e2e test-js
 
 test-sqlite:
-	TEST_DB=sqlite $(UV) run pytest -q $(PYTEST_ARGS)
+	TEST_DB=sqlite $(UV) run pytest -q --ignore=tests/e2e $(PYTEST_ARGS)
 
 test-postgres:
-	TEST_DB=postgres TEST_DATABASE_URL=$(PG_TEST_URL) $(UV) run pytest -q $(PYTEST_ARGS)
+	TEST_DB=postgres TEST_DATABASE_URL=$(PG_TEST_URL) $(UV) run pytest -q --ignore=tests/e2e $(PYTEST_ARGS)
+
+test-e2e:
+	TEST_DB=sqlite $(UV) run pytest -q tests/e2e $(PYTEST_ARGS)
 
 test-js:
 	@if [ -d js_tests ]; then node --test js_tests/; fi

@@ -72,7 +72,9 @@ async def run_worker(settings: Settings, *, once: bool) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await worker.start()
+        # Through the runtime: it also starts the PostgreSQL event relay, so task changes made
+        # here reach event streams served by API processes at once.
+        await runtime.start(run_worker=True)
         logger.info("task worker %s started (concurrency %d)", worker.worker_id, worker.slots)
         try:
             await stop.wait()

@@ -53,6 +53,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.common import (
+    CLK_TCK,
     ROOT,
     Server,
     child_env,
@@ -175,6 +176,7 @@ class Phase:
     server_cpu: float  # CPU seconds of the target's process during the phase
     simulator_cpu: float
     db_cpu: float  # of the PostgreSQL backends serving the target's database (ours only)
+    db_connections: int  # new PostgreSQL connections opened during the phase
     loadgen_cpu: float  # of this process
     first_error: str | None = None
 
@@ -242,7 +244,7 @@ async def run_phase(
                 errors += 1
 
     pids = [p.pid for p in (target.server, simulator) if p is not None]
-    db_before = await backend_cpu(target.db_name)
+    db_before = await db_snapshot(target.db_name)
     cpu_before = {pid: cpu_seconds(pid) for pid in pids}
     loadgen_before = time.process_time()
     started = time.perf_counter()
@@ -250,37 +252,79 @@ async def run_phase(
     seconds = time.perf_counter() - started
     loadgen = time.process_time() - loadgen_before
     cpu = {pid: cpu_seconds(pid) - cpu_before[pid] for pid in pids}
-    db_after = await backend_cpu(target.db_name)
+    db_after = await db_snapshot(target.db_name)
+    db_cpu, db_connections = db_cpu_between(db_before, db_after)
     return Phase(
         latencies=latencies,
         errors=errors,
         seconds=seconds,
         server_cpu=cpu[target.server.pid] if target.server is not None else 0.0,
         simulator_cpu=cpu[simulator.pid],
-        db_cpu=sum(v - db_before.get(pid, 0.0) for pid, v in db_after.items()),
+        db_cpu=db_cpu,
+        db_connections=db_connections,
         loadgen_cpu=loadgen,
         first_error=first_error,
     )
 
 
-async def backend_cpu(db_name: str | None) -> dict[int, float]:
-    """CPU seconds so far of each PostgreSQL backend connected to `db_name` (same machine)."""
+@dataclass
+class DbSnapshot:
+    backends: dict[int, float]  # live backends of the database: CPU seconds so far
+    reaped: float  # CPU seconds of the postmaster's exited children (all databases)
+    sessions: int  # connections ever opened to the database (pg_stat_database.sessions)
+
+
+def _children_cpu(pid: int) -> float:
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return (int(fields[13]) + int(fields[14])) / CLK_TCK
+
+
+async def db_snapshot(db_name: str | None) -> DbSnapshot | None:
+    """The CPU spent by the PostgreSQL backends of `db_name` (same machine, root). Backends
+    that exit during a phase (the pool closes its overflow connections) are counted through
+    the postmaster's reaped-children time, which also holds other databases' exited
+    backends: an upper bound while other jobs use the server."""
     if not db_name:
-        return {}
+        return None
     engine = create_async_engine(PG_ADMIN_URL)
     try:
         async with engine.connect() as conn:
-            rows = await conn.execute(
-                text("SELECT pid FROM pg_stat_activity WHERE datname = :name"), {"name": db_name}
+            pids = [
+                int(r[0])
+                for r in await conn.execute(
+                    text("SELECT pid FROM pg_stat_activity WHERE datname = :name"),
+                    {"name": db_name},
+                )
+            ]
+            sessions = await conn.scalar(
+                text("SELECT sessions FROM pg_stat_database WHERE datname = :name"),
+                {"name": db_name},
             )
-            pids = [int(r[0]) for r in rows]
+            data_dir = await conn.scalar(text("SHOW data_directory"))
     finally:
         await engine.dispose()
-    out: dict[int, float] = {}
+    backends: dict[int, float] = {}
     for pid in pids:
         with contextlib.suppress(OSError, ValueError, IndexError):
-            out[pid] = cpu_seconds(pid)
-    return out
+            backends[pid] = cpu_seconds(pid)
+    reaped = float("nan")
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        postmaster = int((Path(str(data_dir)) / "postmaster.pid").read_text().split()[0])
+        reaped = _children_cpu(postmaster)
+    return DbSnapshot(backends=backends, reaped=reaped, sessions=int(sessions or 0))
+
+
+def db_cpu_between(before: DbSnapshot | None, after: DbSnapshot | None) -> tuple[float, int]:
+    """(CPU seconds, connections opened) of the database's backends between two snapshots."""
+    if before is None or after is None:
+        return 0.0, 0
+    live = sum(v - before.backends.get(pid, 0.0) for pid, v in after.backends.items())
+    exited_before = sum(v for pid, v in before.backends.items() if pid not in after.backends)
+    reaped = after.reaped - before.reaped
+    if reaped != reaped:  # postmaster not readable: live backends only
+        return live, after.sessions - before.sessions
+    return live + reaped - exited_before, after.sessions - before.sessions
 
 
 # ----------------------------------------------------------------------------- servers
@@ -547,6 +591,9 @@ def summarize(targets: list[Target], levels: tuple[int, ...]) -> list[dict[str, 
                     "db_cpu_ms_per_request": (
                         sum(p.db_cpu for p in phases) / done * 1000 if done else float("nan")
                     ),
+                    "db_connections_per_100_requests": (
+                        sum(p.db_connections for p in phases) / done * 100 if done else 0.0
+                    ),
                     "loadgen_cpu_ms_per_request": (
                         sum(p.loadgen_cpu for p in phases) / done * 1000 if done else float("nan")
                     ),
@@ -562,12 +609,14 @@ def summarize(targets: list[Target], levels: tuple[int, ...]) -> list[dict[str, 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     out = [
         "| clients | target | p50 ms | p99 ms | added p50 ms | added p99 ms | req/s "
-        "| errors | CPU ms/req: server | PostgreSQL | simulator | load generator |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| errors | CPU ms/req: server | PostgreSQL | simulator | load generator "
+        "| new PG connections per 100 req |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         direct = r["target"] == "direct"
         db = r["db_cpu_ms_per_request"]
+        conns = r["db_connections_per_100_requests"]
         server = "—" if direct else f"{r['cpu_ms_per_request']:.1f}"
         out.append(
             f"| {r['concurrency']} | {r['target']} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} "
@@ -576,7 +625,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             f"| {r['errors']} of {r['requests'] + r['errors']} "
             f"| {server} "
             f"| {f'{db:.1f}' if db else '—'} "
-            f"| {r['simulator_cpu_ms_per_request']:.1f} | {r['loadgen_cpu_ms_per_request']:.1f} |"
+            f"| {r['simulator_cpu_ms_per_request']:.1f} | {r['loadgen_cpu_ms_per_request']:.1f} "
+            f"| {f'{conns:.0f}' if db else '—'} |"
         )
     return "\n".join(out)
 
@@ -742,7 +792,7 @@ def main() -> None:
     parser.add_argument(
         "--whatif",
         default="",
-        help="also run ours with prototype fixes (trace_app.py): wait,preping,authcache,merge",
+        help="also run ours with prototype fixes (trace_app.py): wait,pool,preping,authcache,merge",
     )
     parser.add_argument("--json", type=Path, default=RESULTS_JSON, help="where to save results")
     args = parser.parse_args()

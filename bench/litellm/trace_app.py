@@ -12,7 +12,10 @@ What-if prototypes of the fixes proposed in RESULTS.md, off unless named in `BEN
 (comma-separated), to measure what each would buy before anyone changes app/:
 - `wait`: wait_for_tasks wakes on events about its own tasks only and trusts the terminal status
   they carry; the database is re-read only on its 1-second timeout (other processes' workers).
-- `preping`: no `pool_pre_ping` round trip on every pool checkout.
+- `pool`: a pool of 30 kept-open connections (today: 10 + 20 overflow, so above 10 busy ones
+  every checkout may connect and every return disconnect).
+- `preping`: no `pool_pre_ping` on checkout (with asyncpg that is three round trips: BEGIN,
+  `;`, ROLLBACK).
 - `authcache`: a verified API key is trusted for 10 s without a query (in-process cache).
 - `merge`: a synchronous upstream's answer is saved with the submission in one write, instead
   of a `submitted` write followed by a `pending_results` write.
@@ -196,6 +199,23 @@ def _whatif_preping() -> None:
     session.create_engine = create_engine
 
 
+def _whatif_pool() -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from app.db import session
+
+    original = session.create_engine
+
+    def create_engine(url: str, *, echo: bool = False) -> Any:
+        if session.is_sqlite_url(url):
+            return original(url, echo=echo)
+        # As many connections as today at most (30), but all kept open: no connect/disconnect
+        # churn when more than 10 are busy.
+        return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=30, max_overflow=0)
+
+    session.create_engine = create_engine
+
+
 def _whatif_authcache() -> None:
     from app.api.openai import deps
 
@@ -255,8 +275,10 @@ def _whatif_merge() -> None:
     cls._submitted = _submitted
 
 
+# Applied in this order whatever the order in BENCH_WHATIF (`preping` wraps `pool`).
 WHATIFS = {
     "wait": _whatif_wait,
+    "pool": _whatif_pool,
     "preping": _whatif_preping,
     "authcache": _whatif_authcache,
     "merge": _whatif_merge,
@@ -287,8 +309,13 @@ def summary(*, reset: bool) -> dict[str, Any]:
 
 
 def create_traced_app() -> Any:
-    for name in filter(None, os.environ.get("BENCH_WHATIF", "").split(",")):
-        WHATIFS[name.strip()]()
+    wanted = {n.strip() for n in os.environ.get("BENCH_WHATIF", "").split(",") if n.strip()}
+    unknown = wanted - WHATIFS.keys()
+    if unknown:
+        raise SystemExit(f"unknown BENCH_WHATIF entries: {', '.join(sorted(unknown))}")
+    for name, apply in WHATIFS.items():
+        if name in wanted:
+            apply()
     _install()
     from app.main import create_app
 

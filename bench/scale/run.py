@@ -100,6 +100,9 @@ class Outcome:
     media_rows: int = -1
     media_tasks: int = -1
     app_cpu: float = float("nan")
+    peak_connections: int = 0  # to genapi_scale, sampled every second
+    peak_connections_all: int = 0  # to the whole server (other users of it included)
+    max_connections: int = 0
     retries: int = 0  # creates sent again after a transport error (same Idempotency-Key)
     replays: int = 0  # of which the service answered as a replay of an earlier create
     timed_out: bool = False
@@ -399,6 +402,7 @@ async def run_scenario(
             apis, workers, urls = await _start_fleet(scenario, wd, url, sim_url)
             servers = [*apis, *workers]
             engine = create_async_engine(url)
+            sampler = asyncio.create_task(_sample_connections(engine, outcome))
             try:
                 async with httpx.AsyncClient(base_url=urls[0], timeout=60) as client:
                     tokens = await _sign_up(client, USERS)
@@ -416,12 +420,32 @@ async def run_scenario(
                 if not all(check.passed for check in outcome.checks()):
                     _print_log_errors(servers)
             finally:
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
                 await engine.dispose()
                 for server in servers:
                     server.stop()
     finally:
         simulator.stop()
     return outcome
+
+
+async def _sample_connections(engine: AsyncEngine, outcome: Outcome) -> None:
+    """Peak PostgreSQL connections, ours and the server's: a fleet's pools must fit together
+    under max_connections (with whatever else uses the server)."""
+    query = text(
+        "SELECT count(*) FILTER (WHERE datname = current_database()), count(*), "
+        "current_setting('max_connections')::int FROM pg_stat_activity"
+    )
+    while True:
+        with contextlib.suppress(Exception):
+            async with engine.connect() as conn:
+                ours, total, limit = (await conn.execute(query)).one()
+            outcome.peak_connections = max(outcome.peak_connections, int(ours))
+            outcome.peak_connections_all = max(outcome.peak_connections_all, int(total))
+            outcome.max_connections = int(limit)
+        await asyncio.sleep(1.0)
 
 
 def _print_log_errors(servers: list[Server], limit: int = 12) -> None:
@@ -452,6 +476,7 @@ def _row(outcome: Outcome) -> list[str]:
         f"{percentile(outcome.e2e, 50):.1f} s",
         f"{percentile(outcome.e2e, 99):.1f} s",
         f"{outcome.app_cpu / max(1, outcome.tasks) * 1000:.1f} ms",
+        f"{outcome.peak_connections} / {outcome.peak_connections_all} of {outcome.max_connections}",
     ]
 
 
@@ -489,6 +514,7 @@ def build_report(fleet: Outcome, single: Outcome | None, *, quick: bool) -> Repo
                 "task p50",
                 "task p99",
                 "app CPU per task",
+                "PG connections: ours / all, peak",
             ],
             [_row(o) for o in outcomes],
         )

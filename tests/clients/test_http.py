@@ -29,8 +29,8 @@ async def test_client_timeouts_and_limits_come_from_settings() -> None:
         assert client.timeout.connect == 10.0
         assert client.timeout.pool == 42.0
         pool = client._transport._pool  # type: ignore[attr-defined]
-        assert pool._max_connections == 160
-        assert pool._max_keepalive_connections == 80
+        assert pool._max_connections == 96  # the worker's slots + 16 for downloads, webhooks
+        assert pool._max_keepalive_connections == 96
         assert client.follow_redirects is False
     finally:
         await client.aclose()

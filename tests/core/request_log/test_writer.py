@@ -202,31 +202,6 @@ async def test_purge_expired_logs_in_batches(
     assert await purge_expired_logs(database, 30, batch_size=2) == 0
 
 
-async def test_background_loop_runs_retention(
-    database: Database, encryptor: Encryptor, settings: Settings, cleanup_engine: AsyncEngine
-) -> None:
-    # The default (hourly) interval: the first tick after start purges.
-    writer = RequestLogWriter(
-        database, encryptor, _settings(settings, request_log_retention_days=7)
-    )
-    old = make_entry(started_at=datetime.now(UTC) - timedelta(days=8))
-    fresh = make_entry()
-    writer.submit(old)
-    writer.submit(fresh)
-    await writer.flush()
-    assert len(await raw_log_rows(cleanup_engine)) == 2
-    await writer.start()
-    try:
-
-        async def purged() -> bool:
-            rows = await raw_log_rows(cleanup_engine)
-            return [row["request_id"] for row in rows] == [fresh.request_id]
-
-        await wait_until(purged)
-    finally:
-        await writer.stop()
-
-
 async def test_purge_rejects_nonsense(database: Database) -> None:
     with pytest.raises(ValueError, match="retention_days"):
         await purge_expired_logs(database, 0)
