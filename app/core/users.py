@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, NotFound
+from app.db.base import escape_like
 from app.models import User, UserSession
 
 MAX_QUOTA_BYTES = 2**63 - 1  # BIGINT
@@ -30,10 +31,6 @@ class UserPage:
         return math.ceil(self.total / self.size) if self.size else 0
 
 
-def _escape_like(term: str) -> str:
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 async def list_users(
     session: AsyncSession,
     *,
@@ -47,7 +44,7 @@ async def list_users(
     substring of the username or the e-mail address."""
     conditions: list[ColumnElement[bool]] = []
     if search and search.strip():
-        pattern = f"%{_escape_like(search.strip().lower())}%"
+        pattern = f"%{escape_like(search.strip().lower())}%"
         conditions.append(
             or_(
                 func.lower(User.username).like(pattern, escape="\\"),

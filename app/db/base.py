@@ -22,6 +22,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def escape_like(text: str) -> str:
+    """`text` with LIKE wildcards escaped (use with `escape="\\"`), so they match literally."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def new_uuid() -> str:
     return str(uuid.uuid4())
 

@@ -37,7 +37,7 @@ from app.core.media.inspect import SNIFF_BYTES, sniff_content_type
 from app.core.tasks.events import TaskEvent, TaskEventBus
 from app.core.tasks.payload import TaskPayload, image_ref
 from app.core.tasks.search import index_terms, query_terms
-from app.db.base import new_uuid, utcnow
+from app.db.base import escape_like, new_uuid, utcnow
 from app.db.session import after_commit
 from app.models import GenerationTask, IdempotencyKey, Media, TaskSearchTerm
 from app.models.schemas.tasks import MediaOut, TaskCreate, TaskError, TaskOut, TaskUpdate
@@ -370,7 +370,7 @@ def _filtered(query: Select[Any], ctx: TaskContext, user_id: str, q: ListQuery) 
         # so the planner can semi-join it against the page query.
         matching: Select[Any] = select(GenerationTask.id).where(
             GenerationTask.user_id == user_id,
-            GenerationTask.title.ilike(f"%{_escape_like(text)}%", escape="\\"),
+            GenerationTask.title.ilike(f"%{escape_like(text)}%", escape="\\"),
         )
         terms = query_terms(ctx.search_key, text)
         if len(terms) == 1:
@@ -389,10 +389,6 @@ def _filtered(query: Select[Any], ctx: TaskContext, user_id: str, q: ListQuery) 
             matching = union(matching, prompt_matches)  # type: ignore[assignment]
         query = query.where(GenerationTask.id.in_(matching))
     return query
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 async def list_tasks(
