@@ -272,7 +272,7 @@ def _whatif_merge() -> None:
                 saved, list(status.results), await self.router.credentials_for(saved)
             )
 
-    cls._submitted = _submitted
+    cls._submitted = _submitted  # type: ignore[method-assign]
 
 
 # Applied in this order whatever the order in BENCH_WHATIF (`preping` wraps `pool`).
