@@ -69,21 +69,7 @@ def _recheck_interval(runtime: TaskRuntime) -> float:
 
 def _event_for(task: GenerationTask) -> TaskEvent:
     kind = {"completed": "task.completed", "failed": "task.failed", "cancelled": "task.cancelled"}
-    return TaskEvent(
-        user_id=task.user_id,
-        task_id=task.id,
-        type=kind.get(task.status, "task.updated"),
-        data={
-            "id": task.id,
-            "object": task.kind,
-            "model": task.model,
-            "status": task.status,
-            "progress": task.progress,
-            "title": task.title,
-            "error_code": task.error_code,
-            "updated_at": task.updated_at.isoformat(),
-        },
-    )
+    return service.task_event(task, kind.get(task.status, "task.updated"))
 
 
 def _is_news(event: TaskEvent, last_sent: dict[str, tuple[datetime, str]]) -> bool:

@@ -104,7 +104,8 @@ def _request_hash(kind: str, body: TaskCreate, extra: dict[str, Any] | None) -> 
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _public_event(task: GenerationTask, event_type: str) -> TaskEvent:
+def task_event(task: GenerationTask, event_type: str) -> TaskEvent:
+    """The summary every task event carries (in-process bus, NOTIFY, SSE)."""
     return TaskEvent(
         user_id=task.user_id,
         task_id=task.id,
@@ -124,7 +125,7 @@ def _public_event(task: GenerationTask, event_type: str) -> TaskEvent:
 
 def announce(db: AsyncSession, ctx: TaskContext, task: GenerationTask, event_type: str) -> None:
     """Publish an event about `task` once the current transaction commits."""
-    event = _public_event(task, event_type)
+    event = task_event(task, event_type)
     after_commit(db, lambda: ctx.events.publish(event))
 
 

@@ -61,7 +61,7 @@ from app.core.observability.metrics import (
     record_poll_lag,
     record_transition,
 )
-from app.core.tasks.events import TaskEvent, TaskEventBus
+from app.core.tasks.events import TaskEventBus
 from app.core.tasks.payload import TaskPayload, build_generation_request
 from app.core.tasks.results import (
     FetchedResult,
@@ -74,7 +74,7 @@ from app.core.tasks.results import (
     release_task_media,
     reserve_and_record,
 )
-from app.core.tasks.service import ACTIVE_STATUSES
+from app.core.tasks.service import ACTIVE_STATUSES, task_event
 from app.core.tasks.upstream import ChannelNotFound, UpstreamRouter
 from app.core.webhooks import deliver_due, enqueue_terminal_webhook
 from app.db.base import utcnow
@@ -444,23 +444,7 @@ class TaskWorker:
         return row
 
     def _publish(self, task: GenerationTask, event_type: str) -> None:
-        self.events.publish(
-            TaskEvent(
-                user_id=task.user_id,
-                task_id=task.id,
-                type=event_type,
-                data={
-                    "id": task.id,
-                    "object": task.kind,
-                    "model": task.model,
-                    "status": task.status,
-                    "progress": task.progress,
-                    "title": task.title,
-                    "error_code": task.error_code,
-                    "updated_at": task.updated_at.isoformat(),
-                },
-            )
-        )
+        self.events.publish(task_event(task, event_type))
 
     def _released(self, **values: Any) -> dict[str, Any]:
         return {"lease_owner": None, "lease_expires_at": None, **values}
