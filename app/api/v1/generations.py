@@ -81,6 +81,10 @@ _EDIT_FORM: dict[str, Any] = {
 }
 
 
+# How often a waiting request re-reads its tasks' status besides listening to their events.
+WAIT_RECHECK_SECONDS = 1.0
+
+
 def get_runtime(request: Request) -> TaskRuntime:
     runtime: TaskRuntime = request.app.state.tasks
     return runtime
@@ -151,7 +155,11 @@ WaitQuery = Annotated[
 async def wait_for_tasks(
     runtime: TaskRuntime, user_id: str, task_ids: list[str], seconds: float
 ) -> None:
-    """Return when every task has ended or `seconds` passed (events, plus a DB re-check)."""
+    """Return when every task has ended or `seconds` passed.
+
+    Woken only by events of these tasks, whose status is trusted; the database is read once
+    at the start and then once a second, for workers in other processes on SQLite (on
+    PostgreSQL their events arrive through the LISTEN relay too)."""
     from sqlalchemy import select
 
     from app.models import GenerationTask
@@ -160,26 +168,30 @@ async def wait_for_tasks(
     remaining = set(task_ids)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
+    recheck_at = loop.time()
     try:
         while remaining:
-            async with runtime.database.session() as db:
-                rows = await db.execute(
-                    select(GenerationTask.id, GenerationTask.status).where(
-                        GenerationTask.id.in_(remaining)
+            if loop.time() >= recheck_at:
+                async with runtime.database.session() as db:
+                    rows = await db.execute(
+                        select(GenerationTask.id, GenerationTask.status).where(
+                            GenerationTask.id.in_(remaining)
+                        )
                     )
-                )
-                for task_id, status in rows.all():
-                    if TaskStatus(status).is_terminal:
-                        remaining.discard(task_id)
-            if not remaining:
+                    for task_id, status in rows.all():
+                        if TaskStatus(status).is_terminal:
+                            remaining.discard(task_id)
+                recheck_at = loop.time() + WAIT_RECHECK_SECONDS
+                if not remaining:
+                    return
+            left = min(deadline, recheck_at) - loop.time()
+            if deadline - loop.time() <= 0:
                 return
-            left = deadline - loop.time()
-            if left <= 0:
-                return
-            # Woken by this process's events; the timeout re-checks the database for workers
-            # running in other processes.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(queue.get(), timeout=min(left, 1.0))
+                event = await asyncio.wait_for(queue.get(), timeout=max(left, 0.0))
+                ended = event.data.get("status")
+                if event.task_id in remaining and ended and TaskStatus(ended).is_terminal:
+                    remaining.discard(event.task_id)
     finally:
         runtime.events.unsubscribe(user_id, queue)
 

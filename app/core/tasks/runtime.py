@@ -120,6 +120,8 @@ class TaskRuntime:
             wake_worker=self.wake_worker,
             validate=catalog_validator(self.catalog),
             request_upstream_cancel=self.request_upstream_cancel,
+            inline_lease=self.worker.inline_lease,
+            start_inline=self.worker.start_inline,
         )
 
     def request_upstream_cancel(self, task: GenerationTask) -> None:

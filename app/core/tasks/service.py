@@ -73,6 +73,17 @@ class TaskContext:
     wake_worker: Callable[[], None]
     validate: Validator
     request_upstream_cancel: Callable[[GenerationTask], None]
+    # The in-process worker, when it runs here and has free slots: new tasks are inserted
+    # already leased to it and handed over after the commit (no claim query, no re-read of
+    # the request, no wake-up delay). None: they wait for a claim, from any worker.
+    inline_lease: Callable[[int], InlineLease | None] | None = None
+    start_inline: Callable[[Sequence[GenerationTask], TaskPayload], None] | None = None
+
+
+@dataclass(frozen=True)
+class InlineLease:
+    owner: str
+    expires_at: datetime
 
 
 @dataclass
@@ -277,6 +288,7 @@ async def create_tasks(
     encrypted_key = ctx.encryptor.encrypt_text(upstream_key) if upstream_key else None
     terms = index_terms(ctx.search_key, body.prompt)
     batch_id = new_uuid() if body.n > 1 else None
+    lease = ctx.inline_lease(body.n) if ctx.inline_lease is not None else None
     tasks: list[GenerationTask] = []
     for _ in range(body.n):
         task = GenerationTask(
@@ -298,6 +310,8 @@ async def create_tasks(
             deadline_at=deadline,
             next_poll_at=now,
             has_webhook=body.webhook_url is not None,
+            lease_owner=lease.owner if lease else None,
+            lease_expires_at=lease.expires_at if lease else None,
             created_at=now,
             updated_at=now,
         )
@@ -331,7 +345,11 @@ async def create_tasks(
             return CreateResult(tasks=replay, replayed=True)
     for task in tasks:
         announce(db, ctx, task, "task.created")
-    after_commit(db, ctx.wake_worker)
+    start_inline = ctx.start_inline
+    if lease is not None and start_inline is not None:
+        after_commit(db, lambda: start_inline(tasks, payload))
+    else:
+        after_commit(db, ctx.wake_worker)
     return CreateResult(tasks=tasks, replayed=False)
 
 

@@ -63,6 +63,7 @@ from app.core.observability.metrics import (
 )
 from app.core.tasks.events import TaskEventBus
 from app.core.tasks.payload import TaskPayload, build_generation_request
+from app.core.tasks.poll_writes import PollWrites
 from app.core.tasks.results import (
     FetchedResult,
     TransientFetchError,
@@ -74,7 +75,7 @@ from app.core.tasks.results import (
     release_task_media,
     reserve_and_record,
 )
-from app.core.tasks.service import ACTIVE_STATUSES, task_event
+from app.core.tasks.service import ACTIVE_STATUSES, InlineLease, task_event
 from app.core.tasks.upstream import ChannelNotFound, UpstreamRouter
 from app.core.webhooks import deliver_due, enqueue_terminal_webhook
 from app.db.base import utcnow
@@ -200,6 +201,7 @@ class TaskWorker:
         self._helpers: list[asyncio.Task[None]] = []
         self._loop_task: asyncio.Task[None] | None = None
         self._last_maintenance: float | None = None
+        self._poll_writes = PollWrites(database, self.worker_id)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -238,6 +240,9 @@ class TaskWorker:
         if self._helpers:
             await asyncio.gather(*self._helpers, return_exceptions=True)
         self._helpers = []
+        # Queued poll results (of cancelled jobs too) are written while the leases are still
+        # ours: after the release their compare-and-swap would fail and they would be lost.
+        await self._poll_writes.flush()
         await self._release_my_leases()
 
     def wake(self) -> None:
@@ -310,6 +315,29 @@ class TaskWorker:
             self._inflight[task.id] = job
             job.add_done_callback(functools.partial(self._forget, task.id))
         return len(claimed)
+
+    def inline_lease(self, count: int) -> InlineLease | None:
+        """A lease for `count` tasks about to be created in this process, if this worker runs
+        and has slots for them (see `start_inline`)."""
+        if self._loop_task is None or self._stopping:
+            return None
+        if len(self._inflight) + count > self.slots:
+            return None  # busy: they queue and are claimed in order like any other
+        return InlineLease(self.worker_id, utcnow() + self.lease)
+
+    def start_inline(self, tasks: Sequence[GenerationTask], payload: TaskPayload) -> None:
+        """Start tasks just committed with an `inline_lease`, from the creator's own copy of
+        the request. Same rules as a claim: if this process dies first, the lease expires and
+        any worker claims them."""
+        for task in tasks:
+            if task.id in self._inflight:
+                continue
+            detached = GenerationTask(**{c.name: getattr(task, c.name) for c in LIGHT_COLUMNS})
+            job = asyncio.create_task(
+                self._process_guarded(detached, payload), name=f"task-{task.id}"
+            )
+            self._inflight[task.id] = job
+            job.add_done_callback(functools.partial(self._forget, task.id))
 
     def _forget(self, task_id: str, job: asyncio.Task[None]) -> None:
         if self._inflight.get(task_id) is job:
@@ -452,8 +480,28 @@ class TaskWorker:
     async def _reschedule(
         self, task: GenerationTask, delay: float, *, event: str | None = None, **values: Any
     ) -> GenerationTask | None:
+        """Hand the task back, still active, to be taken again in `delay` seconds.
+
+        The write joins a batch (see `poll_writes.py`): the same compare-and-swap as `_cas`, one
+        commit for many polls. This returns after that commit; a lost CAS returns None and
+        publishes nothing."""
         next_at = utcnow() + timedelta(seconds=max(0.0, delay))
-        return await self._cas(task, self._released(next_poll_at=next_at, **values), event=event)
+        values = self._released(next_poll_at=next_at, **values)
+        if values.get("status", task.status) not in ACTIVE_STATUSES:
+            # Not a reschedule: an ending keeps its own transaction (webhook outbox).
+            return await self._cas(task, values, event=event)
+        applied = await self._poll_writes.add(task.id, values)
+        if applied is None:
+            return None
+        row = GenerationTask(
+            **{c.name: getattr(task, c.name) for c in LIGHT_COLUMNS},
+            **{**values, "title": applied.title},
+        )
+        if row.status != task.status:
+            record_transition(row.model, row.status)
+        if event is not None:
+            self._publish(row, event)
+        return row
 
     async def _fail(self, task: GenerationTask, code: str, message: str) -> GenerationTask | None:
         now = utcnow()
@@ -489,9 +537,14 @@ class TaskWorker:
 
     # -- processing --------------------------------------------------------------------------
 
-    async def _process_guarded(self, task: GenerationTask) -> None:
+    async def _process_guarded(
+        self, task: GenerationTask, payload: TaskPayload | None = None
+    ) -> None:
         try:
-            await self._process(task)
+            if payload is not None:
+                await self._submit(task, payload)  # a new task handed over by its creator
+            else:
+                await self._process(task)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -569,13 +622,14 @@ class TaskWorker:
         except (UpstreamError, UnknownAdapterError, DecryptionError, ChannelNotFound) as exc:
             logger.info("task %s: upstream cancel failed: %s", task.id, type(exc).__name__)
 
-    async def _submit(self, task: GenerationTask) -> None:
-        async with self.database.session() as db:
-            encrypted = await db.scalar(
-                select(GenerationTask.request_encrypted).where(GenerationTask.id == task.id)
-            )
+    async def _submit(self, task: GenerationTask, payload: TaskPayload | None = None) -> None:
         try:
-            payload = TaskPayload.from_json(self.encryptor.decrypt_json(encrypted or ""))
+            if payload is None:
+                async with self.database.session() as db:
+                    encrypted = await db.scalar(
+                        select(GenerationTask.request_encrypted).where(GenerationTask.id == task.id)
+                    )
+                payload = TaskPayload.from_json(self.encryptor.decrypt_json(encrypted or ""))
             request = build_generation_request(task.kind, payload)  # type: ignore[arg-type]
         except DecryptionError as exc:
             await self._fail(task, "decryption_failed", str(exc))
@@ -653,6 +707,24 @@ class TaskWorker:
             )
             return
         # A synchronous upstream (images) answered with the result itself.
+        if status.status == TaskStatus.COMPLETED and status.results:
+            # Saved with the submission, in one write: where the results are, so a restart
+            # resumes the download instead of failing the task as interrupted.
+            values.update(
+                status=TaskStatus.IN_PROGRESS.value,
+                progress=max(task.progress, 99),
+                started_at=task.started_at or now,
+                upstream_status=(status.upstream_status or "")[:64] or None,
+                response_encrypted=self.encryptor.encrypt_json(
+                    {"pending_results": _results_to_json(status.results)}
+                ),
+            )
+            saved = await self._save_submission(task, values)
+            if saved is not None:
+                await self._store_results(
+                    saved, list(status.results), await self.router.credentials_for(saved)
+                )
+            return
         updated = await self._save_submission(task, values)
         if updated is None:
             return

@@ -1,0 +1,127 @@
+"""Tasks created in a process whose worker runs start at once, without waiting for a claim.
+
+They are inserted already leased to that worker and handed over after the commit. The lease
+keeps every other worker off them; if the process dies before (or while) running them, the
+lease expires and any worker claims them like any other task: nothing lost, nothing doubled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from app.core.tasks.service import InlineLease
+from app.core.tasks.worker import TaskWorker
+from app.db.base import utcnow
+from app.models import GenerationTask
+from tests.core.tasks.harness import Engine, LiveSimulator, wait_until
+
+
+@pytest.fixture
+async def running(engine: Engine) -> AsyncIterator[TaskWorker]:
+    """The runtime's own worker, running (as inside `genapi serve`)."""
+    await engine.runtime.start(run_worker=True)
+    yield engine.runtime.worker
+    await engine.runtime.stop()
+
+
+def count_claims(worker: TaskWorker) -> list[str]:
+    """The ids this worker's claims return (a spy on the method, not on the database)."""
+    claimed: list[str] = []
+    original = worker.claim
+
+    async def claim(limit: int) -> list[GenerationTask]:
+        tasks = await original(limit)
+        claimed.extend(t.id for t in tasks)
+        return tasks
+
+    worker.claim = claim  # type: ignore[method-assign]
+    return claimed
+
+
+async def test_an_image_created_beside_a_running_worker_completes_without_a_claim(
+    engine: Engine, sim: LiveSimulator, running: TaskWorker, user_id: str
+) -> None:
+    claimed = count_claims(running)
+    prompt = "inline image"
+    [created] = await engine.create(user_id, prompt, model="gpt-image-1", kind="image")
+    assert created.lease_owner == running.worker_id
+    assert created.lease_expires_at is not None
+
+    await wait_until(lambda: engine.terminal([created.id]), within=20)
+    task = await engine.task(created.id)
+    assert task.status == "completed"
+    assert task.submit_state == "submitted"
+    assert task.lease_owner is None
+    [media] = await engine.media(created.id)
+    assert media.state == "stored"
+    assert created.id not in claimed
+    counts = await sim.prompt_counts(prompt)
+    assert (counts["create_requests"], counts["creates"]) == (1, 1)
+
+
+async def test_a_batch_larger_than_the_free_slots_queues_for_a_claim_instead(
+    engine: Engine, running: TaskWorker, user_id: str
+) -> None:
+    running.slots = 2
+    tasks = await engine.create(user_id, "too many", model="gpt-image-1", kind="image", n=3)
+    assert [t.lease_owner for t in tasks] == [None, None, None]
+    await wait_until(lambda: engine.terminal([t.id for t in tasks]), within=30)
+    assert {(await engine.task(t.id)).status for t in tasks} == {"completed"}
+
+
+async def test_no_inline_lease_without_a_running_worker(engine: Engine, user_id: str) -> None:
+    assert engine.runtime.worker.inline_lease(1) is None
+    [task] = await engine.create(user_id, "queued", model="gpt-image-1", kind="image")
+    assert task.lease_owner is None
+
+
+async def test_tasks_of_a_process_that_died_before_starting_them_are_claimed_after_the_lease(
+    engine: Engine, sim: LiveSimulator, user_id: str
+) -> None:
+    # The creating process commits the leased rows and dies before its worker starts them.
+    lease_seconds = 1.0
+    dead = InlineLease("dead-process", utcnow() + timedelta(seconds=lease_seconds))
+    ctx = dataclasses.replace(
+        engine.runtime.context(), inline_lease=lambda n: dead, start_inline=lambda t, p: None
+    )
+    engine.runtime.context = lambda: ctx  # type: ignore[method-assign]
+    prompt = "orphaned at birth"
+    [created] = await engine.create(user_id, prompt, model="gpt-image-1", kind="image")
+    assert created.lease_owner == "dead-process"
+
+    survivor = engine.worker("survivor")
+    # While the lease lives nobody else touches it.
+    assert await survivor.claim(10) == []
+    assert (await sim.prompt_counts(prompt))["create_requests"] == 0
+
+    async def finished() -> bool:
+        await survivor.run_until_idle()
+        return await engine.terminal([created.id])
+
+    await wait_until(finished, within=20)
+    task = await engine.task(created.id)
+    assert task.status == "completed"
+    counts = await sim.prompt_counts(prompt)
+    assert (counts["create_requests"], counts["creates"]) == (1, 1)
+
+
+async def test_a_video_created_beside_a_running_worker_is_submitted_at_once(
+    engine: Engine, sim: LiveSimulator, running: TaskWorker, user_id: str
+) -> None:
+    claimed = count_claims(running)
+    prompt = "inline video [sim:task-seconds=0.3]"
+    [created] = await engine.create(user_id, prompt)
+    assert created.lease_owner == running.worker_id
+
+    async def submitted() -> bool:
+        return (await engine.task(created.id)).submit_state == "submitted"
+
+    await wait_until(submitted, within=10)
+    assert created.id not in claimed  # sent by the hand-over, polled later through claims
+    await wait_until(lambda: engine.terminal([created.id]), within=30)
+    assert (await engine.task(created.id)).status == "completed"
+    assert (await sim.prompt_counts(prompt))["creates"] == 1
