@@ -128,7 +128,9 @@ async def _generate(
         )
     await commit(db)
     tasks = result.tasks
-    await wait_for_tasks(runtime, user_id, [t.id for t in tasks], wait_seconds)
+    await wait_for_tasks(
+        runtime, user_id, [t.id for t in tasks], wait_seconds, just_created=not result.replayed
+    )
     for task in tasks:
         await db.refresh(task)
     return await compat.images_response(

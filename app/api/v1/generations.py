@@ -25,7 +25,7 @@ from app.core.errors import (
     error_response_doc,
     error_responses,
 )
-from app.core.media.http_range import media_response
+from app.core.media.delivery import deliver_media
 from app.core.tasks import service
 from app.core.tasks.payload import data_uri
 from app.core.tasks.runtime import TaskRuntime
@@ -134,6 +134,7 @@ MEDIA_RESPONSES: dict[int | str, dict[str, Any]] = {
         },
     },
     206: {"description": "The requested byte range (`Range` header)"},
+    302: {"description": "With S3_PRESIGN: `Location` is a short-lived URL of the file"},
     304: {"description": "Not modified (`If-None-Match` matched the ETag)"},
     **NOT_FOUND,
     416: error_response_doc(416, "The `Range` cannot be satisfied"),
@@ -153,13 +154,19 @@ WaitQuery = Annotated[
 
 
 async def wait_for_tasks(
-    runtime: TaskRuntime, user_id: str, task_ids: list[str], seconds: float
+    runtime: TaskRuntime,
+    user_id: str,
+    task_ids: list[str],
+    seconds: float,
+    *,
+    just_created: bool = False,
 ) -> None:
     """Return when every task has ended or `seconds` passed.
 
-    Woken only by events of these tasks, whose status is trusted; the database is read once
-    at the start and then once a second, for workers in other processes on SQLite (on
-    PostgreSQL their events arrive through the LISTEN relay too)."""
+    Woken only by events of these tasks, whose status is trusted; the database is read at
+    the start (skipped for tasks this request created and committed without awaiting since:
+    none can have ended unseen) and then once a second, for workers in other processes on
+    SQLite (on PostgreSQL their events arrive through the LISTEN relay too)."""
     from sqlalchemy import select
 
     from app.models import GenerationTask
@@ -168,7 +175,7 @@ async def wait_for_tasks(
     remaining = set(task_ids)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
-    recheck_at = loop.time()
+    recheck_at = loop.time() + (WAIT_RECHECK_SECONDS if just_created else 0.0)
     try:
         while remaining:
             if loop.time() >= recheck_at:
@@ -207,7 +214,9 @@ async def _respond_created(
     await commit(db)
     tasks = result.tasks
     if wait:
-        await wait_for_tasks(runtime, user_id, [t.id for t in tasks], wait)
+        await wait_for_tasks(
+            runtime, user_id, [t.id for t in tasks], wait, just_created=not result.replayed
+        )
         for task in tasks:
             await db.refresh(task)
     outs = await service.tasks_out(db, runtime.encryptor, tasks)
@@ -493,7 +502,7 @@ def build_router(kind: MediaKind) -> APIRouter:
         from app.core.media.inspect import extension_for
 
         filename = f"{task.kind}-{task.id[:8]}-{media.position}{extension_for(content_type)}"
-        return await media_response(
+        return await deliver_media(
             runtime.storage,
             key,
             size=size,

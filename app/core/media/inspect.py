@@ -222,9 +222,12 @@ def _save_poster(image: Image.Image, dest: Path, max_side: int) -> bool:
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         image = background
-    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    # reducing_gap=1.0: box-reduce by the largest whole factor first, then Lanczos for the
+    # rest. Half the CPU of Lanczos from full size (which dominated a synchronous image
+    # request), and no visible difference at poster size.
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=1.0)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    image.save(dest, format="JPEG", quality=82, optimize=True)
+    image.save(dest, format="JPEG", quality=82)
     return True
 
 
