@@ -681,6 +681,7 @@ async def images_response(
     *,
     response_format: str,
     base_url: str,
+    media: dict[str, list[Media]] | None = None,
 ) -> ImagesResponse:
     """OpenAI's images answer for finished tasks: every stored image as a URL to our copy
     (fetchable with the same key) or inline base64. Images that were made but not stored are
@@ -695,7 +696,8 @@ async def images_response(
             error_type="server_error",
             headers=NO_RETRY,
         )
-    media = await media_for(db, [t.id for t in tasks])
+    if media is None:
+        media = await media_for(db, [t.id for t in tasks])
     data: list[ImageData] = []
     problem: OpenAIError | None = None
     root = base_url.rstrip("/")

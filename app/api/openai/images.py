@@ -30,6 +30,7 @@ from app.core.tasks import service
 from app.core.tasks.runtime import TaskRuntime
 from app.core.tasks.service import TaskContext
 from app.db.session import commit
+from app.models import Media
 from app.models.schemas.openai import (
     ImageGenerationRequest,
     ImageRequestFields,
@@ -128,11 +129,17 @@ async def _generate(
         )
     await commit(db)
     tasks = result.tasks
-    await wait_for_tasks(
+    outcomes = await wait_for_tasks(
         runtime, user_id, [t.id for t in tasks], wait_seconds, just_created=not result.replayed
     )
-    for task in tasks:
-        await db.refresh(task)
+    media: dict[str, list[Media]] | None = None
+    if all(t.id in outcomes for t in tasks):
+        # Ended in this process: answer from what the worker committed, no read-back.
+        tasks = [outcomes[t.id].task for t in tasks]
+        media = {t.id: outcomes[t.id].media for t in tasks}
+    else:
+        for task in tasks:
+            await db.refresh(task)
     return await compat.images_response(
         db,
         runtime.storage,
@@ -140,6 +147,7 @@ async def _generate(
         tasks,
         response_format=body.response_format or compat.default_response_format(spec),
         base_url=str(request.base_url),
+        media=media,
     )
 
 

@@ -28,6 +28,15 @@ class TaskEvent:
     task_id: str
     type: str  # task.created | task.updated | task.completed | task.failed | task.cancelled | …
     data: dict[str, Any] = field(default_factory=dict)
+    # The ended task's row and media as the worker committed them, for requests of this
+    # process waiting on it (they answer without reading them back). Never leaves the process.
+    outcome: TaskOutcome | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    task: Any  # GenerationTask (detached); Any keeps this module free of the models
+    media: list[Any]  # its Media rows, as committed
 
 
 Forwarder = Callable[[TaskEvent], None]

@@ -125,3 +125,22 @@ async def test_a_video_created_beside_a_running_worker_is_submitted_at_once(
     await wait_until(lambda: engine.terminal([created.id]), within=30)
     assert (await engine.task(created.id)).status == "completed"
     assert (await sim.prompt_counts(prompt))["creates"] == 1
+
+
+async def test_the_completion_event_carries_the_committed_row_and_media(
+    engine: Engine, running: TaskWorker, user_id: str
+) -> None:
+    events = engine.runtime.events.subscribe(user_id)
+    [created] = await engine.create(user_id, "outcome", model="gpt-image-1", kind="image")
+    await wait_until(lambda: engine.terminal([created.id]), within=20)
+    seen = []
+    while not events.empty():
+        seen.append(events.get_nowait())
+    [completed] = [e for e in seen if e.type == "task.completed"]
+    assert completed.outcome is not None
+    assert completed.outcome.task.status == "completed"
+    [stored] = await engine.media(created.id)
+    [carried] = completed.outcome.media
+    assert (carried.id, carried.state, carried.sha256) == (stored.id, "stored", stored.sha256)
+    # Nothing but the completion carries one (other events are summaries only).
+    assert all(e.outcome is None for e in seen if e is not completed)
