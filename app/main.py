@@ -24,12 +24,14 @@ from app.core.config import Settings, get_settings
 from app.core.encryption import Encryptor
 from app.core.errors import install_error_handlers
 from app.core.fleet import FleetRunner
+from app.core.media.delivery import redirect_origin
 from app.core.observability.upstream import upstream_event_hooks
 from app.core.request_log.writer import RequestLogWriter
 from app.core.secrets import ensure_secrets
 from app.core.security import dummy_password_hash
 from app.core.tasks.runtime import TaskRuntime
 from app.db.session import Database
+from app.middleware.body_limit import BodySizeLimitMiddleware
 from app.middleware.csrf import CSRFMiddleware
 from app.middleware.metrics import MetricsMiddleware
 from app.middleware.request_logging import RequestLoggingMiddleware
@@ -42,7 +44,7 @@ logger = logging.getLogger(__name__)
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    database = Database(settings.resolved_database_url)
+    database = Database.for_settings(settings)
     app.state.db = database
     # Pay for the unknown-user dummy hash now, not in the first failed sign-in's timing.
     await asyncio.to_thread(dummy_password_hash, settings.bcrypt_rounds)
@@ -71,6 +73,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         catalog=app.state.catalog,
     )
     app.state.tasks = tasks
+    # With presigned downloads the pages load media from the store's origin: the CSP says so.
+    app.state.media_origin = await redirect_origin(tasks.storage)
     await tasks.start(run_worker=settings.run_worker)
     backups: BackupScheduler | None = None
     if settings.backup_enabled:
@@ -123,9 +127,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", pages.static_files(settings), name="static")
 
     # add_middleware wraps: the last added is outermost.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.request_max_bytes)
     app.add_middleware(WebAuthRedirectMiddleware)
-    app.add_middleware(RequestLoggingMiddleware)
+    # The request log wraps the CSRF check so refused requests are on record too.
     app.add_middleware(CSRFMiddleware)
+    app.add_middleware(RequestLoggingMiddleware)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -35,7 +35,7 @@ async def _create_admin(
     password: str | None,
     ask_password: Callable[[], str],
 ) -> service.AdminResult:
-    database = Database(settings.resolved_database_url)
+    database = Database.for_settings(settings)
     try:
         async with database.session() as db:
             existing = await service.find_user_by_login(db, username)

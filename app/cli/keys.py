@@ -31,7 +31,7 @@ MAX_PRINTED_FAILURES = 50
 
 async def _rotate(settings: Settings, batch_size: int) -> RotationSummary:
     encryptor = Encryptor(settings.storage_master_key or "")
-    database = Database(settings.resolved_database_url)
+    database = Database.for_settings(settings)
     try:
         total = await count_rows(database)
         with tqdm(total=total, unit="row", desc="rotating", file=sys.stderr) as bar:

@@ -84,7 +84,7 @@ async def _migrate(
     local = LocalMediaStorage(settings.media_dir)
     source: MediaStorage = local if to is Backend.s3 else s3
     dest: MediaStorage = s3 if to is Backend.s3 else local
-    database = Database(settings.resolved_database_url)
+    database = Database.for_settings(settings)
     try:
         await s3.check()
         keys = await media_keys(database)

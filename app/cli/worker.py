@@ -47,7 +47,7 @@ async def standalone_runtime(settings: Settings) -> AsyncIterator[TaskRuntime]:
         simulator_app = create_simulator_app(
             SimulatorConfig(task_seconds=settings.simulator_task_seconds)
         )
-    database = Database(settings.resolved_database_url)
+    database = Database.for_settings(settings)
     http = build_http_client(settings, simulator_app=simulator_app)
     try:
         yield TaskRuntime(

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     port: int = 8000
     data_dir: Path = Path("./data")
     database_url: str | None = None
+    # PostgreSQL connection pool, per process: every API process and worker may open up to
+    # pool_size + max_overflow connections (see the README's sizing rule). SQLite ignores them.
+    database_pool_size: int = Field(default=20, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+    database_pool_recycle_seconds: int = Field(default=1800, ge=1)
 
     # Upstream (aggregator) defaults. When neither is set the built-in simulator is used.
     api_base_url: str | None = None
@@ -80,6 +85,9 @@ class Settings(BaseSettings):
     media_download_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     upload_max_bytes: int = Field(default=20 * 1024**2, ge=1)
+    # Any request body (JSON with data-URI images, multipart uploads): refused with 413 before
+    # it fills memory or disk. Room for a few full-size reference images.
+    request_max_bytes: int = Field(default=128 * 1024**2, ge=1024)
 
     simulator_task_seconds: float = Field(default=6.0, ge=0)
     polling_interval: float = Field(default=5.0, gt=0)

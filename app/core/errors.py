@@ -7,13 +7,17 @@ stack trace) reaches a client.
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.db.errors import is_database_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +113,34 @@ class ServiceUnavailable(AppError):
     message = "Service unavailable"
 
 
+# A pool slot or a restarted server is usually back within seconds.
+DATABASE_RETRY_AFTER_SECONDS = 2
+DATABASE_UNAVAILABLE_CODE = "database_unavailable"
+DATABASE_UNAVAILABLE_MESSAGE = "The database is busy or unreachable; retry shortly"
+DATABASE_RETRY_HEADERS = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
+# What a request that found no database connection raises (`app.db.errors` decides): SQLAlchemy
+# errors, and the socket errors asyncpg lets through on connect.
+DATABASE_ERROR_TYPES: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+)
+
+
+def log_database_unavailable(request: Request, exc: BaseException) -> None:
+    # One line, no traceback: under overload every request would log one, and the cause is
+    # outside this process. The exception's text names no credentials (SQLAlchemy hides them).
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    logger.warning(
+        "database unavailable on %s %s: %s: %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        reason[:300],
+    )
+
+
 class ErrorInfo(BaseModel):
     code: str = Field(description="Machine-readable reason, e.g. `validation_error`.")
     message: str = Field(description="What went wrong, for a person.")
@@ -134,7 +166,7 @@ _ERROR_DESCRIPTIONS: dict[int, str] = {
     416: "Range not satisfiable",
     422: "Invalid input; `details` lists each field",
     429: "Too many requests; retry after `Retry-After` seconds",
-    503: "Temporarily unavailable",
+    503: "Temporarily unavailable (e.g. `database_unavailable`); retry after `Retry-After`",
 }
 _RETRY_AFTER: dict[str, Any] = {
     "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
@@ -147,7 +179,7 @@ def error_response_doc(status: int, description: str | None = None) -> dict[str,
         "model": ErrorBody,
         "description": description or _ERROR_DESCRIPTIONS.get(status, "Error"),
     }
-    if status == 429:
+    if status in (429, 503):
         doc["headers"] = _RETRY_AFTER
     return doc
 
@@ -224,7 +256,31 @@ async def _http_error_handler(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, None, getattr(exc, "headers", None))
 
 
+async def _database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    if not is_database_unavailable(exc):
+        # Not ours to answer: on to the catch-all (500, logged with its traceback).
+        raise exc
+    log_database_unavailable(request, exc)
+    return error_response(
+        503,
+        DATABASE_UNAVAILABLE_CODE,
+        DATABASE_UNAVAILABLE_MESSAGE,
+        None,
+        DATABASE_RETRY_HEADERS,
+    )
+
+
 async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
+    if is_database_unavailable(exc):
+        # Raised outside a route (a middleware): same answer as `_database_error_handler`.
+        log_database_unavailable(request, exc)
+        return error_response(
+            503,
+            DATABASE_UNAVAILABLE_CODE,
+            DATABASE_UNAVAILABLE_MESSAGE,
+            None,
+            DATABASE_RETRY_HEADERS,
+        )
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "Internal server error")
 
@@ -233,4 +289,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
+    for error_type in DATABASE_ERROR_TYPES:
+        app.add_exception_handler(error_type, _database_error_handler)
     app.add_exception_handler(Exception, _unhandled_handler)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
@@ -13,6 +14,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+if TYPE_CHECKING:
+    from app.core.config import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 AFTER_COMMIT = "after_commit"
@@ -57,13 +61,45 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+@dataclass(frozen=True)
+class PoolConfig:
+    """Connection pool of a PostgreSQL engine (SQLite engines keep SQLAlchemy's own pool).
+
+    One per process: a fleet of N processes may hold N x (size + max_overflow) connections, which
+    must stay below the server's `max_connections` (README, "Several processes").
+    """
+
+    size: int = 20
+    max_overflow: int = 10
     # No pre-ping (a round trip per checkout); recycling bounds connection age instead.
-    kwargs: dict[str, Any] = {"echo": echo, "pool_recycle": 1800}
+    recycle_seconds: int = 1800
+    # How long a checkout waits for a free connection before `sqlalchemy.exc.TimeoutError`
+    # (answered as 503 database_unavailable); SQLAlchemy's default.
+    timeout_seconds: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PoolConfig:
+        return cls(
+            size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+            recycle_seconds=settings.database_pool_recycle_seconds,
+        )
+
+
+def create_engine(url: str, *, echo: bool = False, pool: PoolConfig | None = None) -> AsyncEngine:
+    """The service's engine for `url`; `pool` sizes PostgreSQL's pool (defaults: `PoolConfig`)."""
+    kwargs: dict[str, Any]
     if is_sqlite_url(url):
         kwargs = {"echo": echo, "connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
     else:
-        kwargs.update(pool_size=10, max_overflow=20)
+        pool = pool or PoolConfig()
+        kwargs = {
+            "echo": echo,
+            "pool_size": pool.size,
+            "max_overflow": pool.max_overflow,
+            "pool_recycle": pool.recycle_seconds,
+            "pool_timeout": pool.timeout_seconds,
+        }
     engine = create_async_engine(url, **kwargs)
     if is_sqlite_url(url):
         # Hand transaction control to our "begin" hook (see _on_begin).
@@ -78,10 +114,15 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 class Database:
     """Owns the engine and hands out sessions; one per process, created in the lifespan."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, pool: PoolConfig | None = None) -> None:
         self.url = url
-        self.engine = create_engine(url, echo=echo)
+        self.engine = create_engine(url, echo=echo, pool=pool)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Database:
+        """The configured database (DATABASE_URL) with the configured pool (DATABASE_POOL_*)."""
+        return cls(settings.resolved_database_url, pool=PoolConfig.from_settings(settings))
 
     @property
     def is_sqlite(self) -> bool:

@@ -15,6 +15,18 @@ CONTENT_SECURITY_POLICY = (
     "script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
     "base-uri 'self'; form-action 'self'"
 )
+
+
+def content_security_policy(media_origin: str | None) -> str:
+    """The pages' policy; with presigned S3 downloads (`app.state.media_origin`) images and
+    videos also load from the store they are redirected to."""
+    if not media_origin:
+        return CONTENT_SECURITY_POLICY
+    return CONTENT_SECURITY_POLICY.replace(
+        "img-src 'self' data: blob:;", f"img-src 'self' data: blob: {media_origin};"
+    ).replace("media-src 'self' blob:;", f"media-src 'self' blob: {media_origin};")
+
+
 DOCS_CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; "
     "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
@@ -52,6 +64,8 @@ class SecurityHeadersMiddleware:
             return
         hsts = self._hsts_enabled(scope)
         path: str = scope["path"]
+        state = getattr(scope.get("app"), "state", None)
+        media_origin = getattr(state, "media_origin", None)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -65,7 +79,9 @@ class SecurityHeadersMiddleware:
                     policy = (
                         DOCS_CONTENT_SECURITY_POLICY
                         if path in DOCS_PATHS
-                        else CONTENT_SECURITY_POLICY
+                        else content_security_policy(
+                            media_origin if isinstance(media_origin, str) else None
+                        )
                     )
                     headers.setdefault("Content-Security-Policy", policy)
             await send(message)

@@ -792,7 +792,7 @@ def main() -> None:
     parser.add_argument(
         "--whatif",
         default="",
-        help="also run ours with prototype fixes (trace_app.py): wait,pool,preping,authcache,merge",
+        help="also run ours with prototype fixes (trace_app.py): authcache",
     )
     parser.add_argument("--json", type=Path, default=RESULTS_JSON, help="where to save results")
     args = parser.parse_args()

@@ -8,17 +8,10 @@ moves, completion), and serves `GET /_trace` (count, mean, p50, p99 per span; `?
 clears). Spans are wall time, so they include waiting for the event loop, the connection
 pool and locks: a span much longer than its CPU share is contention.
 
-What-if prototypes of the fixes proposed in RESULTS.md, off unless named in `BENCH_WHATIF`
-(comma-separated), to measure what each would buy before anyone changes app/:
-- `wait`: wait_for_tasks wakes on events about its own tasks only and trusts the terminal status
-  they carry; the database is re-read only on its 1-second timeout (other processes' workers).
-- `pool`: a pool of 30 kept-open connections (today: 10 + 20 overflow, so above 10 busy ones
-  every checkout may connect and every return disconnect).
-- `preping`: no `pool_pre_ping` on checkout (with asyncpg that is three round trips: BEGIN,
-  `;`, ROLLBACK).
+What-if prototypes, off unless named in `BENCH_WHATIF` (comma-separated), to measure what a
+change would buy before anyone makes it in app/:
 - `authcache`: a verified API key is trusted for 10 s without a query (in-process cache).
-- `merge`: a synchronous upstream's answer is saved with the submission in one write, instead
-  of a `submitted` write followed by a `pending_results` write.
+(`wait`, `pool`, `preping` and `merge`, prototyped here first, are now the app's behaviour.)
 """
 
 from __future__ import annotations
@@ -134,88 +127,6 @@ def _install() -> None:
 # ----------------------------------------------------------------------------- what-if
 
 
-def _whatif_wait() -> None:
-    import asyncio
-    import contextlib
-
-    from sqlalchemy import select
-
-    from app.api.openai import images
-    from app.clients.base import TaskStatus
-    from app.models import GenerationTask
-
-    async def wait_for_tasks(
-        runtime: Any, user_id: str, task_ids: list[str], seconds: float
-    ) -> None:
-        queue = runtime.events.subscribe(user_id)
-        remaining = set(task_ids)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        check_db = True
-        try:
-            while remaining:
-                if check_db:
-                    async with runtime.database.session() as db:
-                        rows = await db.execute(
-                            select(GenerationTask.id, GenerationTask.status).where(
-                                GenerationTask.id.in_(remaining)
-                            )
-                        )
-                        for task_id, status in rows.all():
-                            if TaskStatus(status).is_terminal:
-                                remaining.discard(task_id)
-                    check_db = False
-                    if not remaining:
-                        return
-                left = deadline - loop.time()
-                if left <= 0:
-                    return
-                try:
-                    event = await asyncio.wait_for(queue.get(), timeout=min(left, 1.0))
-                except TimeoutError:
-                    check_db = True
-                    continue
-                status = event.data.get("status")
-                if event.task_id in remaining and status:
-                    with contextlib.suppress(ValueError):
-                        if TaskStatus(status).is_terminal:
-                            remaining.discard(event.task_id)
-        finally:
-            runtime.events.unsubscribe(user_id, queue)
-
-    images.wait_for_tasks = wait_for_tasks
-
-
-def _whatif_preping() -> None:
-    from app.db import session
-
-    original = session.create_engine
-
-    def create_engine(url: str, *, echo: bool = False) -> Any:
-        engine = original(url, echo=echo)
-        engine.sync_engine.pool._pre_ping = False
-        return engine
-
-    session.create_engine = create_engine
-
-
-def _whatif_pool() -> None:
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    from app.db import session
-
-    original = session.create_engine
-
-    def create_engine(url: str, *, echo: bool = False) -> Any:
-        if session.is_sqlite_url(url):
-            return original(url, echo=echo)
-        # As many connections as today at most (30), but all kept open: no connect/disconnect
-        # churn when more than 10 are busy.
-        return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=30, max_overflow=0)
-
-    session.create_engine = create_engine
-
-
 def _whatif_authcache() -> None:
     from app.api.openai import deps
 
@@ -237,51 +148,10 @@ def _whatif_authcache() -> None:
     deps.authenticate = authenticate
 
 
-def _whatif_merge() -> None:
-    from app.clients.base import TaskStatus
-    from app.core.tasks import worker as worker_module
-
-    cls = worker_module.TaskWorker
-    original = cls._submitted
-
-    async def _submitted(self: Any, task: Any, submission: Any) -> None:
-        status = submission.status
-        if status is None or status.status != TaskStatus.COMPLETED or not status.results:
-            await original(self, task, submission)
-            return
-        now = worker_module.utcnow()
-        saved = await self._save_submission(
-            task,
-            {
-                "submit_state": "submitted",
-                "upstream_id": submission.upstream_id,
-                "submitted_at": now,
-                "consecutive_errors": 0,
-                "poll_attempts": task.poll_attempts + 1,
-                "upstream_status": (status.upstream_status or "")[:64] or None,
-                "status": TaskStatus.IN_PROGRESS.value,
-                "progress": 99,
-                "started_at": task.started_at or now,
-                "response_encrypted": self.encryptor.encrypt_json(
-                    {"pending_results": worker_module._results_to_json(status.results)}
-                ),
-            },
-        )
-        if saved is not None:
-            await self._store_results(
-                saved, list(status.results), await self.router.credentials_for(saved)
-            )
-
-    cls._submitted = _submitted  # type: ignore[method-assign]
-
-
-# Applied in this order whatever the order in BENCH_WHATIF (`preping` wraps `pool`).
+# Prototypes not (yet) in the app. `wait`, `pool`, `preping` and `merge`, measured here in
+# session 1, are now the app's own behaviour (see bench/litellm/RESULTS.md).
 WHATIFS = {
-    "wait": _whatif_wait,
-    "pool": _whatif_pool,
-    "preping": _whatif_preping,
     "authcache": _whatif_authcache,
-    "merge": _whatif_merge,
 }
 
 

@@ -1,6 +1,7 @@
 """`uv run python -m bench.scale [--quick] [--tasks N] [--fleet-only]`: the scale-out benchmark.
 
-Prints the report and rewrites bench/scale/RESULTS.md (exit code 1 when a check fails).
+Prints the report and rewrites bench/scale/RESULTS.md (exit code 1 when a check fails). The same
+run is `uv run python -m bench scale`, and part of the default `python -m bench` (`make bench`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,16 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import load_average, machine_summary, postgres_version, workdir
+from bench.common import Report, load_average, machine_summary, postgres_version, workdir
 from bench.scale.run import CLIENTS, run
 
 RESULTS_FILE = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def write_results(report: Report) -> Path:
+    """Rewrite bench/scale/RESULTS.md with `report` (docs/benchmarks.md quotes it by hand)."""
+    RESULTS_FILE.write_text(f"# {report.title}\n\n{report.markdown()}")
+    return RESULTS_FILE
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -35,8 +42,7 @@ async def _main(args: argparse.Namespace) -> int:
     report.load = f"{load_start:.1f} / {load_average():.1f}"
     print(report.text(), flush=True)
     if not args.no_results:
-        RESULTS_FILE.write_text(f"# {report.title}\n\n{report.markdown()}")
-        print(f"wrote {RESULTS_FILE}")
+        print(f"wrote {write_results(report)}")
     return 0 if all(check.passed for check in report.checks) else 1
 
 

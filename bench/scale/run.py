@@ -38,6 +38,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from app.core.config import Settings
 from app.models import GenerationTask, Media
 from bench.common import (
     PG_ADMIN_URL,
@@ -70,13 +71,21 @@ PASSWORD = "correct horse battery staple"
 TERMINAL = ("completed", "failed", "cancelled")
 
 
+# The service's own pool defaults (DATABASE_POOL_SIZE, DATABASE_MAX_OVERFLOW).
+DEFAULT_POOL: tuple[int, int] = (
+    Settings.model_fields["database_pool_size"].default,
+    Settings.model_fields["database_max_overflow"].default,
+)
+
+
 @dataclass
 class Scenario:
     name: str
     apis: int
     workers: int  # separate `genapi worker` processes; 0: the worker runs inside the API
-    # Per-process connection pool (size, overflow); None: the service's default (10, 20).
-    pool: tuple[int, int] | None = None
+    # Per-process connection pool (DATABASE_POOL_SIZE, DATABASE_MAX_OVERFLOW), always set in the
+    # children's environment so a value in the caller's shell cannot change the figures.
+    pool: tuple[int, int] = DEFAULT_POOL
 
 
 # 4 processes x 15 connections (+ a LISTEN connection and a lock connection each at most)
@@ -188,8 +197,8 @@ async def scale_database() -> AsyncIterator[str]:
 
 
 def _cli(*args: str) -> list[str]:
-    """`genapi …` (through `bench.scale.child`, which can cap the connection pool)."""
-    return python_module("bench.scale.child", *args)
+    """`genapi …` (`python -m app.cli`, so no installed script is needed)."""
+    return python_module("app.cli", *args)
 
 
 async def _start_fleet(
@@ -208,8 +217,8 @@ async def _start_fleet(
         bcrypt_rounds=4,
         polling_interval=POLLING_INTERVAL,
         run_worker="false" if scenario.workers else "true",
-        database_pool_size=scenario.pool[0] if scenario.pool else None,
-        database_max_overflow=scenario.pool[1] if scenario.pool else None,
+        database_pool_size=scenario.pool[0],
+        database_max_overflow=scenario.pool[1],
         pythonpath=str(ROOT),
     )
     apis: list[Server] = []
@@ -490,10 +499,11 @@ def build_report(fleet: Outcome, single: Outcome | None, *, quick: bool) -> Repo
         "MAX_CONCURRENT_TASKS=50 per worker (the default).",
         f"Database: PostgreSQL `{DATABASE_NAME}`, created and migrated per scenario, dropped "
         "afterwards. Fleet: 2 `genapi serve --no-migrate` (RUN_WORKER=false) + 2 `genapi "
-        "worker`, one media directory, each process's connection pool capped at 10 + 5 "
-        "overflow (DATABASE_POOL_SIZE / DATABASE_MAX_OVERFLOW; 4 x the default 30 would pass "
-        "PostgreSQL's max_connections of 100). One process: `genapi serve --no-migrate` with "
-        "its worker inside and the default pool (10 + 20).",
+        f"worker`, one media directory, each process's connection pool capped at "
+        f"{FLEET.pool[0]} + {FLEET.pool[1]} overflow (DATABASE_POOL_SIZE / "
+        f"DATABASE_MAX_OVERFLOW; 4 x the default {sum(DEFAULT_POOL)} would pass PostgreSQL's "
+        "max_connections of 100). One process: `genapi serve --no-migrate` with its worker "
+        f"inside and the default pool ({DEFAULT_POOL[0]} + {DEFAULT_POOL[1]}).",
         "Each create carries its own Idempotency-Key; one that fails at the transport level "
         "(a keep-alive connection closed by the server as the request went out) is sent "
         f"again, at most {CREATE_ATTEMPTS} attempts, under the same key.",

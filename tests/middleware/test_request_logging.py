@@ -453,3 +453,20 @@ async def test_overhead_is_well_under_a_millisecond(mini_app: Starlette) -> None
     assert overhead_ms < 0.25, f"{overhead_ms:.3f} ms per request"
     # These entries were only for timing: do not write thousands of rows.
     writer._buffer.clear()
+
+
+async def test_requests_refused_by_the_csrf_check_are_logged(
+    app: FastAPI, client: httpx.AsyncClient, user: AuthedUser, cleanup_engine: AsyncEngine
+) -> None:
+    login = await client.post(
+        "/api/v1/auth/login",
+        params={"set_cookie": "1"},
+        json={"username_or_email": user.username, "password": user.password},
+    )
+    assert login.status_code == 200
+    refused = await client.post("/api/v1/auth/logout")  # cookie, no X-CSRF-Token
+    assert refused.status_code == 403
+    await flush_logs(app)
+    (row,) = await raw_log_rows(cleanup_engine, path="/api/v1/auth/logout")
+    assert row["status_code"] == 403
+    assert row["request_id"] == refused.headers["x-request-id"]

@@ -20,8 +20,15 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from app.core.errors import AppError
+from app.core.errors import (
+    DATABASE_RETRY_HEADERS,
+    DATABASE_UNAVAILABLE_CODE,
+    DATABASE_UNAVAILABLE_MESSAGE,
+    AppError,
+    log_database_unavailable,
+)
 from app.core.openai_compat import openai_param
+from app.db.errors import is_database_unavailable
 from app.models.schemas.openai import OpenAIErrorResponse
 
 logger = logging.getLogger(__name__)
@@ -113,6 +120,15 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if is_database_unavailable(exc):
+        # No connection to be had (refused, too many clients, pool timeout): worth a retry.
+        log_database_unavailable(request, exc)
+        return openai_error_response(
+            503,
+            DATABASE_UNAVAILABLE_MESSAGE,
+            code=DATABASE_UNAVAILABLE_CODE,
+            headers=DATABASE_RETRY_HEADERS,
+        )
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return openai_error_response(500, "Internal server error", code="internal_error")
 

@@ -25,7 +25,7 @@ from app.api.v1.generations import ContextDep, RuntimeDep
 from app.clients.base import TaskStatus
 from app.core import openai_compat as compat
 from app.core.config import Settings
-from app.core.media.http_range import media_response
+from app.core.media.delivery import deliver_media
 from app.core.openai_compat import OpenAIError
 from app.core.tasks import service
 from app.core.tasks.results import delete_keys
@@ -277,7 +277,7 @@ async def _serve(
         key, size = media.storage_key or "", media.bytes
         content_type = media.content_type or "video/mp4"
         etag, filename = media.sha256 or media.id, f"video-{task.id[:8]}.mp4"
-    response = await media_response(
+    response = await deliver_media(
         runtime.storage,
         key,
         size=size,
@@ -305,6 +305,7 @@ async def _serve(
             },
         },
         206: {"description": "The requested byte range (`Range` header)"},
+        302: {"description": "With S3_PRESIGN: `Location` is a short-lived URL of the file"},
         304: {"description": "Not modified (`If-None-Match` matched the ETag)"},
         416: openai_error_doc("The `Range` cannot be satisfied"),
     },

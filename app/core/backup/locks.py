@@ -113,6 +113,9 @@ class PostgresAdvisoryLock:
 
     def __init__(self, database_url: str, name: str) -> None:
         self.database_url = database_url
+        # Used by the backup scheduler and the fleet runner alike: logs name the lock, not
+        # "backup", so a housekeeping leader's trouble doesn't read as a backup problem.
+        self.name = name
         self.lock_id = advisory_lock_id(name)
         self._engine: AsyncEngine | None = None
         self._conn: AsyncConnection | None = None
@@ -130,14 +133,16 @@ class PostgresAdvisoryLock:
         try:
             conn = await self._connect()
         except (SQLAlchemyError, OSError) as exc:
-            logger.warning("backup leader election: cannot connect to the database: %s", exc)
+            logger.warning(
+                "leader election (%s): cannot connect to the database: %s", self.name, exc
+            )
             return False
         try:
             got = (
                 await conn.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": self.lock_id})
             ).scalar_one()
         except (SQLAlchemyError, OSError) as exc:
-            logger.warning("backup leader election failed: %s", exc)
+            logger.warning("leader election (%s) failed: %s", self.name, exc)
             await _close_quietly(conn)
             return False
         if not got:
@@ -154,7 +159,7 @@ class PostgresAdvisoryLock:
             # The lock lives exactly as long as this session; a live session still holds it.
             await self._conn.execute(text("SELECT 1"))
         except (SQLAlchemyError, OSError):
-            logger.warning("backup leader lost its database connection; stepping down")
+            logger.warning("leader (%s) lost its database connection; stepping down", self.name)
             conn, self._conn = self._conn, None
             await _close_quietly(conn)
             return False

@@ -1,6 +1,7 @@
 """Media layer: storage behind a small interface, safe streaming downloads, inspection and
 thumbnails, and HTTP delivery with Range support. Routes and the task engine build on this."""
 
+from app.core.media.delivery import deliver_media, download_redirect_url
 from app.core.media.download import (
     CheckedURL,
     DownloadedFile,
@@ -65,6 +66,8 @@ __all__ = [
     "check_url_allowed",
     "content_key",
     "create_media_storage",
+    "deliver_media",
+    "download_redirect_url",
     "download_to_temp",
     "extension_for",
     "is_forbidden_address",

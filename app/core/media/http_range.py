@@ -90,6 +90,12 @@ def _strong_match(value: str, etag: str) -> bool:
     return not value.startswith("W/") and not etag.startswith("W/") and value == etag
 
 
+def is_not_modified(request_headers: Mapping[str, str], etag: str) -> bool:
+    """True when the request's `If-None-Match` matches `etag` (a 304 answers it)."""
+    if_none_match = _lowercase(request_headers).get("if-none-match")
+    return if_none_match is not None and _weak_match(if_none_match, quote_etag(etag))
+
+
 def content_disposition(disposition: Literal["inline", "attachment"], filename: str) -> str:
     """A Content-Disposition value with an ASCII fallback and an RFC 5987 UTF-8 name."""
     safe = _FILENAME_UNSAFE.sub("_", filename).strip() or "download"
@@ -131,8 +137,7 @@ async def media_response(
     if filename:
         base_headers["Content-Disposition"] = content_disposition(disposition, filename)
 
-    if_none_match = headers_in.get("if-none-match")
-    if if_none_match is not None and _weak_match(if_none_match, tag):
+    if is_not_modified(headers_in, tag):
         return Response(status_code=304, headers=base_headers)
 
     if size is None:

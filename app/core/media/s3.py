@@ -54,6 +54,9 @@ DEFAULT_MULTIPART_THRESHOLD = 16 * MIB
 DEFAULT_PART_SIZE = 16 * MIB
 #: SigV4 presigned URLs cannot live longer than 7 days.
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+#: A presigned URL is a bearer credential for the object: short-lived by default. A client that
+#: comes back later (a player seeking after a pause) asks the API again and gets a fresh one.
+DEFAULT_PRESIGN_SECONDS = 300
 TEMP_DIR_NAME = "tmp"
 
 _CONTENT_TYPES = {
@@ -122,9 +125,12 @@ class S3Settings(BaseSettings):
     #: Key prefix inside the bucket, e.g. "genapi/media" (so one bucket can hold several things).
     s3_prefix: str = ""
     s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
-    #: Serve downloads by redirecting to presigned GET URLs instead of proxying the bytes.
+    #: Serve downloads by redirecting to presigned GET URLs instead of proxying the bytes
+    #: (`app.core.media.delivery`).
     s3_presign: bool = False
-    s3_presign_expires_seconds: int = Field(default=3600, ge=1, le=MAX_PRESIGN_SECONDS)
+    s3_presign_expires_seconds: int = Field(
+        default=DEFAULT_PRESIGN_SECONDS, ge=1, le=MAX_PRESIGN_SECONDS
+    )
     s3_multipart_threshold_bytes: int = Field(default=DEFAULT_MULTIPART_THRESHOLD, ge=MIN_PART_SIZE)
     s3_multipart_part_bytes: int = Field(default=DEFAULT_PART_SIZE, ge=MIN_PART_SIZE)
     s3_max_concurrency: int = Field(default=4, ge=1, le=64)
@@ -212,7 +218,7 @@ class S3MediaStorage:
         part_size: int = DEFAULT_PART_SIZE,
         max_concurrency: int = 4,
         presign: bool = False,
-        presign_expires: int = 3600,
+        presign_expires: int = DEFAULT_PRESIGN_SECONDS,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         max_attempts: int = 5,
