@@ -27,6 +27,7 @@ from app.core.errors import (
 )
 from app.core.media.delivery import deliver_media
 from app.core.tasks import service
+from app.core.tasks.events import TaskOutcome
 from app.core.tasks.payload import data_uri
 from app.core.tasks.runtime import TaskRuntime
 from app.core.tasks.service import ListQuery, TaskContext
@@ -160,8 +161,9 @@ async def wait_for_tasks(
     seconds: float,
     *,
     just_created: bool = False,
-) -> None:
-    """Return when every task has ended or `seconds` passed.
+) -> dict[str, TaskOutcome]:
+    """Return when every task has ended or `seconds` passed, with the outcomes this process's
+    worker reported for them (the others are read from the database by the caller).
 
     Woken only by events of these tasks, whose status is trusted; the database is read at
     the start (skipped for tasks this request created and committed without awaiting since:
@@ -173,6 +175,7 @@ async def wait_for_tasks(
 
     queue = runtime.events.subscribe(user_id)
     remaining = set(task_ids)
+    outcomes: dict[str, TaskOutcome] = {}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     recheck_at = loop.time() + (WAIT_RECHECK_SECONDS if just_created else 0.0)
@@ -190,17 +193,20 @@ async def wait_for_tasks(
                             remaining.discard(task_id)
                 recheck_at = loop.time() + WAIT_RECHECK_SECONDS
                 if not remaining:
-                    return
+                    break
             left = min(deadline, recheck_at) - loop.time()
             if deadline - loop.time() <= 0:
-                return
+                break
             with contextlib.suppress(TimeoutError):
                 event = await asyncio.wait_for(queue.get(), timeout=max(left, 0.0))
                 ended = event.data.get("status")
                 if event.task_id in remaining and ended and TaskStatus(ended).is_terminal:
                     remaining.discard(event.task_id)
+                    if event.outcome is not None:
+                        outcomes[event.task_id] = event.outcome
     finally:
         runtime.events.unsubscribe(user_id, queue)
+    return outcomes
 
 
 async def _respond_created(
@@ -409,13 +415,14 @@ def build_router(kind: MediaKind) -> APIRouter:
             favorite=favorite,
             sort=sort,
         )
-        tasks, total = await service.list_tasks(db, ctx, user.id, kind, query)
+        listed = await service.list_tasks(db, ctx, user.id, kind, query)
         return TaskPage(
-            items=await service.tasks_out(db, encryptor, tasks),
-            total=total,
+            items=await service.tasks_out(db, encryptor, listed.tasks),
+            total=listed.total,
             page=page,
             size=size,
-            pages=service.page_count(total, size),
+            pages=service.page_count(listed.total, size),
+            total_is_estimate=listed.total_is_estimate,
         )
 
     @router.get("/{task_id}", response_model=TaskOut, responses=NOT_FOUND)

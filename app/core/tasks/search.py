@@ -8,6 +8,10 @@ task's terms, so "sun" finds "sunset" and word order does not matter.
 
 Trade-off (documented in docs/architecture.md): someone holding the raw database can see which
 tasks share a word, never the word itself.
+
+A history search (`GET /api/v1/videos?search=`) matches a task when the query is in its title
+(`title_matches`, a case-insensitive substring) or every query word is in its prompt
+(`prompt_matches`); `app.core.tasks.service.list_tasks` decides how to run it (`few_matches`).
 """
 
 from __future__ import annotations
@@ -16,10 +20,20 @@ import hashlib
 import hmac
 import re
 import unicodedata
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from app.db.base import escape_like
+from app.models import GenerationTask, TaskSearchTerm
 
 MIN_PREFIX = 2
 MAX_WORD = 32
 MAX_TERMS_PER_TASK = 2000
+# Up to this many prompt matches a search fetches them by id (see few_matches).
+FEW_MATCHES = 2000
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -55,3 +69,39 @@ def index_terms(key: bytes, *texts: str | None) -> set[str]:
 def query_terms(key: bytes, query: str) -> list[str]:
     """Hashes a query must all match; empty when the query has no searchable word."""
     return sorted({_hash(key, word) for word in normalise_words(query)})
+
+
+def title_matches(query: str) -> ColumnElement[bool]:
+    """The title contains `query`, case-insensitively (titles are not secret: plain LIKE)."""
+    return GenerationTask.title.ilike(f"%{escape_like(query)}%", escape="\\")
+
+
+def prompt_matches(key: bytes, user_id: str, query: str) -> Select[Any] | None:
+    """Ids of the user's tasks whose prompt has every word of `query` (as a word or a word
+    prefix); None when the query has no searchable word.
+
+    One index range per word, read index-only from (user_id, term, task_id), which returns each
+    word's tasks sorted by id: several words are a merge join of those ranges (cheaper than
+    grouping all their rows)."""
+    terms = query_terms(key, query)
+    if not terms:
+        return None
+    first = aliased(TaskSearchTerm)
+    matches = select(first.task_id).where(first.user_id == user_id, first.term == terms[0])
+    for term in terms[1:]:
+        other = aliased(TaskSearchTerm)
+        matches = matches.join(
+            other,
+            and_(other.task_id == first.task_id, other.user_id == user_id, other.term == term),
+        )
+    return matches
+
+
+async def few_matches(db: AsyncSession, matches: Select[Any]) -> list[str] | None:
+    """The ids `matches` selects when there are at most FEW_MATCHES of them, else None.
+
+    A rare search is cheapest driven from its matches (read those tasks by id); a common one by
+    walking the listing in page order and stopping when the page is full. Asking for one more
+    than FEW_MATCHES bounds what this reads either way."""
+    found = list((await db.scalars(matches.limit(FEW_MATCHES + 1))).all())
+    return found if len(found) <= FEW_MATCHES else None

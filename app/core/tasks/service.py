@@ -18,7 +18,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, String, cast, delete, func, insert, select, union, update
+from sqlalchemy import (
+    Select,
+    String,
+    Subquery,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,8 +48,8 @@ from app.core.errors import (
 from app.core.media.inspect import SNIFF_BYTES, sniff_content_type
 from app.core.tasks.events import TaskEvent, TaskEventBus
 from app.core.tasks.payload import TaskPayload, image_ref
-from app.core.tasks.search import index_terms, query_terms
-from app.db.base import escape_like, new_uuid, utcnow
+from app.core.tasks.search import few_matches, index_terms, prompt_matches, title_matches
+from app.db.base import new_uuid, utcnow
 from app.db.session import after_commit
 from app.models import GenerationTask, IdempotencyKey, Media, TaskSearchTerm
 from app.models.schemas.tasks import MediaOut, TaskCreate, TaskError, TaskOut, TaskUpdate
@@ -367,7 +379,7 @@ async def get_task(
     return task
 
 
-def _filtered(query: Select[Any], ctx: TaskContext, user_id: str, q: ListQuery) -> Select[Any]:
+def _filtered(query: Select[*tuple[Any, ...]], q: ListQuery) -> Select[*tuple[Any, ...]]:
     if q.model:
         query = query.where(GenerationTask.model == q.model)
     if q.status:
@@ -383,57 +395,144 @@ def _filtered(query: Select[Any], ctx: TaskContext, user_id: str, q: ListQuery) 
         query = query.where(
             cast(GenerationTask.tags, String).contains(json.dumps(tag), autoescape=True)
         )
-    if q.search and q.search.strip():
-        text = q.search.strip()
-        # One id set (title matches UNION prompt matches) instead of an OR of two conditions,
-        # so the planner can semi-join it against the page query.
-        matching: Select[Any] = select(GenerationTask.id).where(
-            GenerationTask.user_id == user_id,
-            GenerationTask.title.ilike(f"%{escape_like(text)}%", escape="\\"),
-        )
-        terms = query_terms(ctx.search_key, text)
-        if len(terms) == 1:
-            prompt_matches = select(TaskSearchTerm.task_id).where(
-                TaskSearchTerm.user_id == user_id, TaskSearchTerm.term == terms[0]
-            )
-            matching = union(matching, prompt_matches)  # type: ignore[assignment]
-        elif terms:
-            # (task_id, term) is the primary key, so count(*) counts distinct terms.
-            prompt_matches = (
-                select(TaskSearchTerm.task_id)
-                .where(TaskSearchTerm.user_id == user_id, TaskSearchTerm.term.in_(terms))
-                .group_by(TaskSearchTerm.task_id)
-                .having(func.count() == len(terms))
-            )
-            matching = union(matching, prompt_matches)  # type: ignore[assignment]
-        query = query.where(GenerationTask.id.in_(matching))
     return query
+
+
+# `total` is exact up to this many matches (SEARCH_COUNT_CAP with a search), or up to the end of
+# the requested page when that is further; past it counting stops, the page says
+# `total_is_estimate` and `total` is a lower bound. An exact count of a 100,000-task history
+# reads all of it on every page (docs/benchmarks.md, History).
+COUNT_CAP = 10_000
+SEARCH_COUNT_CAP = 1_000
+
+
+@dataclass
+class TaskList:
+    tasks: list[GenerationTask]
+    total: int
+    total_is_estimate: bool  # True: at least `total` tasks match (the count stopped there)
+
+
+def _sort_order(sort: str, columns: Any) -> list[Any]:
+    if sort == "created":
+        return [columns.created_at.asc(), columns.id.asc()]
+    if sort == "-created":
+        return [columns.created_at.desc(), columns.id.desc()]
+    if sort == "title":
+        # Untitled last; exactly the order of ix_generation_tasks_user_kind_title_id.
+        return [columns.title.asc().nulls_last(), columns.id.asc()]
+    # Untitled last here too: that index read backwards, then the untitled (see _page_source).
+    return [columns.title.desc().nulls_last(), columns.id.desc()]
+
+
+def _page_source(matching: Subquery, sort: str, first_rows: int) -> Subquery:
+    """What the page is cut from: the matching tasks, or for `-title` the first `first_rows`
+    titled ones (the title index read backwards) and then the first untitled ones.
+
+    No index has `title DESC NULLS LAST` on both databases (SQLite cannot declare it), and
+    otherwise the planner sorts every matching task to find one page."""
+    if sort != "-title":
+        return matching
+    columns = (matching.c.id, matching.c.created_at, matching.c.title)
+    titled = (
+        select(*columns)
+        .where(matching.c.title.is_not(None))
+        .order_by(matching.c.title.desc(), matching.c.id.desc())
+        .limit(first_rows)
+        .subquery()
+    )
+    untitled = (
+        select(*columns)
+        .where(matching.c.title.is_(None))
+        .order_by(matching.c.id.desc())
+        .limit(first_rows)
+        .subquery()
+    )
+    return union_all(select(titled), select(untitled)).subquery("page_source")
 
 
 async def list_tasks(
     db: AsyncSession, ctx: TaskContext, user_id: str, kind: MediaKind | None, q: ListQuery
-) -> tuple[list[GenerationTask], int]:
+) -> TaskList:
+    """One page of the user's history and its (capped) total.
+
+    Both queries read only the id and the sort and filter columns, all in the listing indexes
+    (ix_generation_tasks_user_kind_created_id / _title_id): on PostgreSQL they are index-only
+    scans, in index order, that stop as soon as the page is full or the count capped. Only the
+    page's rows are then read whole (by id)."""
     if q.sort not in SORTS:
         raise ValidationFailed(
             "Unknown sort",
             details=[{"field": "sort", "message": "unknown sort", "allowed": sorted(SORTS)}],
         )
-    base = select(GenerationTask).where(GenerationTask.user_id == user_id)
-    if kind is not None:
-        base = base.where(GenerationTask.kind == kind)
-    base = _filtered(base, ctx, user_id, q)
-    total = await db.scalar(select(func.count()).select_from(base.order_by(None).subquery()))
-    order: list[Any]
-    if q.sort == "created":
-        order = [GenerationTask.created_at.asc(), GenerationTask.id.asc()]
-    elif q.sort == "-created":
-        order = [GenerationTask.created_at.desc(), GenerationTask.id.desc()]
-    elif q.sort == "title":
-        order = [GenerationTask.title.is_(None), GenerationTask.title.asc(), GenerationTask.id]
-    else:
-        order = [GenerationTask.title.is_(None), GenerationTask.title.desc(), GenerationTask.id]
-    rows = await db.scalars(base.order_by(*order).offset((q.page - 1) * q.size).limit(q.size))
-    return list(rows.all()), int(total or 0)
+
+    def scoped(*columns: Any) -> Select[*tuple[Any, ...]]:
+        query = select(*columns).where(GenerationTask.user_id == user_id)
+        if kind is not None:
+            query = query.where(GenerationTask.kind == kind)
+        return _filtered(query, q)
+
+    scope = scoped(GenerationTask.id, GenerationTask.created_at, GenerationTask.title)
+    matching = scope
+    walked = True  # matching walks the listing index (rather than reading a few ids)
+    text = (q.search or "").strip()
+    if text:
+        title = title_matches(text)
+        prompt = prompt_matches(ctx.search_key, user_id, text)
+        few_prompts = [] if prompt is None else await few_matches(db, prompt)
+        few_titles = None
+        if few_prompts is not None:
+            titled = scoped(GenerationTask.id).where(GenerationTask.title.is_not(None), title)
+            few_titles = await few_matches(db, titled)
+        if few_prompts is not None and few_titles is not None:
+            # A rare search: read its few matching tasks by id, instead of walking every task
+            # only to find that few match.
+            candidates = sorted(set(few_prompts) | set(few_titles))
+            if not candidates:
+                return TaskList([], 0, total_is_estimate=False)
+            matching = scope.where(GenerationTask.id.in_(candidates))
+            walked = False
+        elif prompt is not None:
+            # A common one: test each task of the walk (PostgreSQL hashes the prompt matches
+            # once); the page and the capped count fill quickly.
+            matching = scope.where(or_(title, GenerationTask.id.in_(prompt)))
+        else:
+            matching = scope.where(title)
+    offset = (q.page - 1) * q.size
+    # One row more than the page says whether any follow.
+    ids = _page_source(matching.subquery("matching"), q.sort, offset + q.size + 1)
+    page = (
+        select(ids.c.id, ids.c.created_at, ids.c.title)
+        .order_by(*_sort_order(q.sort, ids.c))
+        .offset(offset)
+        .limit(q.size + 1)
+        .subquery("page")
+    )
+    rows = list(
+        (
+            await db.scalars(
+                select(GenerationTask)
+                .join(page, GenerationTask.id == page.c.id)
+                .order_by(*_sort_order(q.sort, page.c))
+            )
+        ).all()
+    )
+    tasks = rows[: q.size]
+    if len(rows) <= q.size and (rows or offset == 0):
+        return TaskList(tasks, offset + len(rows), total_is_estimate=False)  # the last page
+    # Exact up to the cap, or to the end of a deeper page: a page is never past `total`.
+    limit = max(SEARCH_COUNT_CAP if text else COUNT_CAP, offset + q.size)
+    if len(rows) > q.size and limit == offset + q.size:
+        return TaskList(tasks, limit, total_is_estimate=True)  # the count would stop here
+    counted = matching.limit(limit + 1)
+    if walked:
+        # Counting in index order makes the planner read the narrow index, stopping at the
+        # cap, rather than the whole table (which it may prefer when one user owns most rows).
+        counted = counted.order_by(*_sort_order("-created", GenerationTask))
+    found = int(await db.scalar(select(func.count()).select_from(counted.subquery())) or 0)
+    if found > limit:
+        return TaskList(tasks, limit, total_is_estimate=True)
+    return TaskList(tasks, found, total_is_estimate=False)
 
 
 def page_count(total: int, size: int) -> int:

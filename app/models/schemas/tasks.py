@@ -131,10 +131,18 @@ class TaskOut(BaseModel):
 
 class TaskPage(BaseModel):
     items: list[TaskOut]
-    total: int
+    total: int = Field(
+        description="Matching tasks. Exact unless `total_is_estimate`: then counting stopped at "
+        "10,000 (1,000 with `search`), or at the end of this page if that is further, and "
+        "more tasks match."
+    )
     page: int
     size: int
-    pages: int
+    pages: int = Field(description="Pages of `size` in `total`.")
+    total_is_estimate: bool = Field(
+        default=False,
+        description="True when `total` (and so `pages`) is a lower bound: more tasks match.",
+    )
 
 
 class BulkDeleteRequest(InputModel):

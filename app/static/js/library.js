@@ -134,8 +134,10 @@ function render() {
   const { items, total } = page;
   const first = total ? (state.page - 1) * state.size + 1 : 0;
   const last = Math.min(total, first + items.length - 1);
+  // Past the server's counting cap `total` is a lower bound (total_is_estimate): say so.
+  const counted = page.total_is_estimate ? `${total.toLocaleString("en")}+` : String(total);
   $("#result-info").textContent = total
-    ? `${first}–${last} of ${total} ${kindNoun(total !== 1)}`
+    ? `${first}–${last} of ${counted} ${kindNoun(total !== 1)}`
     : "";
   grid.replaceChildren(...items.map(tile));
   $("#empty").hidden = true;
@@ -249,7 +251,8 @@ function tile(task) {
 function renderPagination() {
   const nav = $("#pagination");
   const pages = page.pages || 1;
-  if (pages <= 1) {
+  const more = Boolean(page.total_is_estimate);  // more pages than counted
+  if (pages <= 1 && !more) {
     nav.replaceChildren();
     return;
   }
@@ -268,7 +271,7 @@ function renderPagination() {
         "aria-label": "Page " + number,
         "aria-current": number === state.page ? "page" : null,
         on: { click: go(number) } }, String(number))),
-    h("button", { type: "button", class: "button small", disabled: state.page >= pages,
+    h("button", { type: "button", class: "button small", disabled: state.page >= pages && !more,
       "aria-label": "Next page", on: { click: go(state.page + 1) } },
     icon("chevron-right")),
   );
