@@ -321,7 +321,28 @@ async def _measure(engine: AsyncEngine, worker: Server, n: int, interval: float)
     result["rss_peak"] = status_mb(worker.pid, "VmHWM")
     log = worker.log_text()
     result["log_errors"] = log.count(" ERROR ") + log.count("Traceback")
+    result["log_error_lines"] = _error_lines(log)
     return result
+
+
+def _error_lines(log: str, limit: int = 3) -> list[str]:
+    """The first distinct ERROR messages and exception lines of a worker log (the log itself
+    goes with the benchmark's temporary directory)."""
+    found: list[str] = []
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        if " ERROR " in line:
+            message = line.split(" ERROR ", 1)[1].strip()
+        elif line.startswith("Traceback"):
+            tail = next((x for x in lines[i + 1 :] if x and not x.startswith(" ")), "")
+            message = tail.strip()
+        else:
+            continue
+        if message and message[:200] not in found:
+            found.append(message[:200])
+        if len(found) >= limit:
+            break
+    return found
 
 
 async def _create_upstream_tasks(client: httpx.AsyncClient, n: int) -> list[str]:
@@ -508,7 +529,10 @@ async def run(
         if r["schedule_late"]:
             report.notes.append(f"{backend}: the schedule was written after its start time.")
         if r["log_errors"]:
-            report.notes.append(f"{backend}: the worker logged {r['log_errors']} errors.")
+            report.notes.append(
+                f"{backend}: the worker logged {r['log_errors']} errors, e.g. "
+                + "; ".join(f"`{line}`" for line in r["log_error_lines"])
+            )
     if bare.errors:
         report.notes.append(f"{bare.errors} bare GETs failed ({bare.first_error}).")
     return report
