@@ -420,7 +420,7 @@ async def run(
     report.setup = [
         f"{n:,} in-flight tasks, polling interval {every:g} s: target {target:.0f} polls/s; "
         f"one `genapi worker` process, MAX_CONCURRENT_TASKS={CONCURRENCY} (default), "
-        "default DB pool (10 + 20 overflow on PostgreSQL).",
+        "default DB pool (DATABASE_POOL_SIZE 20 + DATABASE_MAX_OVERFLOW 10 on PostgreSQL).",
         "Simulator: `genapi simulator` subprocess on loopback, tasks that never finish "
         "(in progress, progress < 50, so the worker's pace is exactly the interval).",
         f"Paced phase: `next_poll_at` spread evenly over one interval, measured over "
