@@ -173,7 +173,7 @@ async def wait_for_tasks(
 
     from app.models import GenerationTask
 
-    queue = runtime.events.subscribe(user_id)
+    queue = runtime.events.subscribe_tasks(task_ids)
     remaining = set(task_ids)
     outcomes: dict[str, TaskOutcome] = {}
     loop = asyncio.get_running_loop()
@@ -205,7 +205,7 @@ async def wait_for_tasks(
                     if event.outcome is not None:
                         outcomes[event.task_id] = event.outcome
     finally:
-        runtime.events.unsubscribe(user_id, queue)
+        runtime.events.unsubscribe_tasks(task_ids, queue)
     return outcomes
 
 

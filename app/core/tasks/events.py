@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,7 @@ class TaskEventBus:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[TaskEvent]]] = defaultdict(set)
         self._any: set[asyncio.Queue[TaskEvent]] = set()
+        self._by_task: dict[str, set[asyncio.Queue[TaskEvent]]] = defaultdict(set)
         self._forwarder: Forwarder | None = None
 
     def subscribe(self, user_id: str | None) -> asyncio.Queue[TaskEvent]:
@@ -67,6 +68,23 @@ class TaskEventBus:
             if not queues:
                 del self._subscribers[user_id]
 
+    def subscribe_tasks(self, task_ids: Iterable[str]) -> asyncio.Queue[TaskEvent]:
+        """A queue of these tasks' events only: a request waiting on its own tasks is not woken
+        by every other task of the same user (with many concurrent requests from one key that
+        fan-out was quadratic)."""
+        queue: asyncio.Queue[TaskEvent] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE_SIZE)
+        for task_id in task_ids:
+            self._by_task[task_id].add(queue)
+        return queue
+
+    def unsubscribe_tasks(self, task_ids: Iterable[str], queue: asyncio.Queue[TaskEvent]) -> None:
+        for task_id in task_ids:
+            queues = self._by_task.get(task_id)
+            if queues is not None:
+                queues.discard(queue)
+                if not queues:
+                    del self._by_task[task_id]
+
     def set_forwarder(self, forwarder: Forwarder | None) -> None:
         """Also hand every `publish`ed event to `forwarder` (None: stop forwarding).
 
@@ -86,14 +104,24 @@ class TaskEventBus:
 
     def deliver(self, event: TaskEvent) -> None:
         """To local subscribers only (events that came from another process)."""
-        for queue in (*self._subscribers.get(event.user_id, ()), *self._any):
+        for queue in (
+            *self._subscribers.get(event.user_id, ()),
+            *self._any,
+            *self._by_task.get(event.task_id, ()),
+        ):
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()
             queue.put_nowait(event)
 
-    def has_subscribers(self, user_id: str) -> bool:
-        return bool(self._any) or user_id in self._subscribers
+    def has_subscribers(self, user_id: str, task_id: str | None = None) -> bool:
+        return (
+            bool(self._any)
+            or user_id in self._subscribers
+            or (task_id is not None and task_id in self._by_task)
+        )
 
     def subscriber_count(self) -> int:
-        return sum(len(q) for q in self._subscribers.values()) + len(self._any)
+        """Subscriptions of users (SSE streams) and of all users, plus the number of tasks
+        waited on singly (zero means nobody here listens at all)."""
+        return sum(len(q) for q in self._subscribers.values()) + len(self._any) + len(self._by_task)

@@ -251,7 +251,7 @@ class PgEventRelay:
             logger.debug("ignored a malformed task event notification")
             return
         origin, event = decoded
-        if origin == self.origin or not self.bus.has_subscribers(event.user_id):
+        if origin == self.origin or not self.bus.has_subscribers(event.user_id, event.task_id):
             return
         self.received += 1
         self.bus.deliver(event)

@@ -209,6 +209,24 @@ async def test_a_task_run_by_one_instance_streams_live_from_another(
     assert relay_of(app).sent >= len(seen)
 
 
+async def test_a_wait_on_one_task_hears_it_from_another_instance(
+    app: FastAPI, app_b: FastAPI
+) -> None:
+    # A request in B waiting on a task a worker in A runs: B has no subscriber of the user,
+    # only of the task, and must still take the notification.
+    await both_connected(app, app_b)
+    bus_a, bus_b = app.state.tasks.events, app_b.state.tasks.events
+    waiting = bus_b.subscribe_tasks(["waited-on"])
+    try:
+        bus_a.publish(sample_event("u-wait", "not-this-one"))
+        bus_a.publish(sample_event("u-wait", "waited-on", status="completed"))
+        heard = await next_for(waiting, "waited-on")
+        assert heard.data["status"] == "completed"
+        assert waiting.empty()
+    finally:
+        bus_b.unsubscribe_tasks(["waited-on"], waiting)
+
+
 async def test_an_instance_does_not_hear_its_own_events_twice(app: FastAPI, app_b: FastAPI) -> None:
     await both_connected(app, app_b)
     bus_a, bus_b = app.state.tasks.events, app_b.state.tasks.events
