@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from app.core.media.download import RetryConfig
+from app.core.media.download import _WRITE_BATCH_BYTES, RetryConfig
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -250,9 +250,10 @@ class MediaServer:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _route_drip(self, send: Send, args: list[str], q: dict, h: dict) -> None:
-        # 2 MiB quickly, then nothing until the server stops: a download stuck mid-body.
-        size = 2 * 1024 * 1024
-        await _start(send, 200, {"content-length": str(size * 4)})
+        # More than one write batch quickly (so some of it reaches the file), then nothing
+        # until the server stops: a download stuck mid-body.
+        size = _WRITE_BATCH_BYTES + 1024 * 1024
+        await _start(send, 200, {"content-length": str(size + 1024 * 1024)})
         for piece in big_body(size):
             await send({"type": "http.response.body", "body": piece, "more_body": True})
         await self._wait_for_stop()

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 import app.core.media.download as download_module
 from app.core.media.download import (
+    _WRITE_BATCH_BYTES,
     DownloadPolicy,
     RetryConfig,
     download_to_temp,
@@ -539,7 +540,8 @@ async def test_large_body_streams_with_bounded_memory(
     assert result.size == size
     assert dest.stat().st_size == size
     assert result.sha256 == expected_sha
-    assert peak < 8 * 1024 * 1024, f"peak traced memory {peak} bytes"
+    # Bounded by the write batches (one filling, one joined and being written), not the body.
+    assert peak < 3 * _WRITE_BATCH_BYTES + 1024 * 1024, f"peak traced memory {peak} bytes"
 
 
 async def test_unresolvable_trusted_host_is_served_through_an_httpx_mount(
