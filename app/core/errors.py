@@ -256,10 +256,7 @@ async def _http_error_handler(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, None, getattr(exc, "headers", None))
 
 
-async def _database_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    if not is_database_unavailable(exc):
-        # Not ours to answer: on to the catch-all (500, logged with its traceback).
-        raise exc
+def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log_database_unavailable(request, exc)
     return error_response(
         503,
@@ -270,17 +267,17 @@ async def _database_error_handler(request: Request, exc: Exception) -> JSONRespo
     )
 
 
+async def _database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    if not is_database_unavailable(exc):
+        # Not ours to answer: on to the catch-all (500, logged with its traceback).
+        raise exc
+    return _database_unavailable(request, exc)
+
+
 async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
     if is_database_unavailable(exc):
         # Raised outside a route (a middleware): same answer as `_database_error_handler`.
-        log_database_unavailable(request, exc)
-        return error_response(
-            503,
-            DATABASE_UNAVAILABLE_CODE,
-            DATABASE_UNAVAILABLE_MESSAGE,
-            None,
-            DATABASE_RETRY_HEADERS,
-        )
+        return _database_unavailable(request, exc)
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "Internal server error")
 
