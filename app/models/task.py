@@ -60,6 +60,9 @@ class GenerationTask(UUIDPrimaryKey, Base):
             postgresql_ops={"title": "gin_trgm_ops"},
         ),
         Index("ix_generation_tasks_due", "status", "next_poll_at"),
+        # The claim's deadline sweep (`OR deadline_at <= now`): without it PostgreSQL scans
+        # every active task on each claim instead of two index ranges.
+        Index("ix_generation_tasks_status_deadline", "status", "deadline_at"),
         Index("ix_generation_tasks_user_updated", "user_id", "updated_at"),
     )
 
