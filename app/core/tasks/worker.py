@@ -330,6 +330,10 @@ class TaskWorker:
         """Start tasks just committed with an `inline_lease`, from the creator's own copy of
         the request. Same rules as a claim: if this process dies first, the lease expires and
         any worker claims them."""
+        if self._stopping:
+            # A stop began between the lease and the commit: the stop hands our leases back
+            # (or they expire), and whichever worker claims the tasks runs them.
+            return
         for task in tasks:
             if task.id in self._inflight:
                 continue

@@ -7,6 +7,7 @@ lease expires and any worker claims them like any other task: nothing lost, noth
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -144,3 +145,27 @@ async def test_the_completion_event_carries_the_committed_row_and_media(
     assert (carried.id, carried.state, carried.sha256) == (stored.id, "stored", stored.sha256)
     # Nothing but the completion carries one (other events are summaries only).
     assert all(e.outcome is None for e in seen if e is not completed)
+
+
+async def test_tasks_handed_over_while_the_worker_stops_are_left_for_a_claim(
+    engine: Engine, sim: LiveSimulator, user_id: str
+) -> None:
+    await engine.runtime.start(run_worker=True)
+    worker = engine.runtime.worker
+    lease = worker.inline_lease(1)
+    assert lease is not None
+    # The creating request commits while the worker is already stopping.
+    ctx = dataclasses.replace(engine.runtime.context(), inline_lease=lambda n: lease)
+    engine.runtime.context = lambda: ctx  # type: ignore[method-assign]
+    stopping = asyncio.ensure_future(engine.runtime.stop())
+    await asyncio.sleep(0)  # the stop has begun (it sets the flag before its first await)
+    assert worker._stopping
+    [created] = await engine.create(user_id, "late hand-over", model="gpt-image-1", kind="image")
+    assert created.id not in worker._inflight
+    await stopping
+    task = await engine.task(created.id)
+    assert task.lease_owner is None  # handed back by the stop: claimable at once
+    survivor = engine.worker("survivor")
+    await survivor.run_until_idle()
+    assert (await engine.task(created.id)).status == "completed"
+    assert (await sim.prompt_counts("late hand-over"))["creates"] == 1
