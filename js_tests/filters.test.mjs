@@ -2,8 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import {
-  activeFilterCount, defaultFilters, localDayStart, pageWindow, parseFilters, parseTags,
-  serializeFilters, toApiQuery, withChange,
+  activeFilterCount, defaultFilters, localDayStart, pageSummary, pageWindow, parseFilters,
+  parseTags, serializeFilters, toApiQuery, withChange,
 } from "../app/static/js/lib/filters.js";
 
 test("the default view has an empty URL", () => {
@@ -76,4 +76,19 @@ test("filter count and pagination window", () => {
   assert.deepEqual(pageWindow(5, 10), [1, null, 4, 5, 6, null, 10]);
   assert.deepEqual(pageWindow(2, 4), [1, 2, 3, 4]);
   assert.deepEqual(parseTags(" a, b ,a,,c "), ["a", "b", "c"]);
+});
+
+test("page summary: exact totals, empty pages, and capped counts that promise more", () => {
+  const items = (n) => Array.from({ length: n }, (_, i) => ({ id: String(i) }));
+  assert.deepEqual(pageSummary({ items: items(20), total: 45, pages: 3 }, 2, 20),
+    { first: 21, last: 40, label: "45", hasNext: true, pages: 3 });
+  assert.deepEqual(pageSummary({ items: items(5), total: 45, pages: 3 }, 3, 20),
+    { first: 41, last: 45, label: "45", hasNext: false, pages: 3 });
+  assert.deepEqual(pageSummary({ items: [], total: 0, pages: 0 }, 1, 20),
+    { first: 0, last: 0, label: "0", hasNext: false, pages: 1 });
+  const capped = { items: items(20), total: 10000, pages: 500, total_is_estimate: true };
+  const summary = pageSummary(capped, 500, 20);
+  assert.equal(summary.label, "10,000+");
+  assert.equal(summary.hasNext, true);
+  assert.deepEqual([summary.first, summary.last], [9981, 10000]);
 });

@@ -8,8 +8,8 @@ import { toast } from "./ui/toast.js";
 import { confirmDialog } from "./ui/dialog.js";
 import { openDrawer } from "./ui/task-drawer.js";
 import {
-  activeFilterCount, defaultFilters, pageWindow, parseFilters, parseTags, serializeFilters,
-  STATUSES, toApiQuery, withChange,
+  activeFilterCount, defaultFilters, pageSummary, pageWindow, parseFilters, parseTags,
+  serializeFilters, STATUSES, toApiQuery, withChange,
 } from "./lib/filters.js";
 import {
   formatBytes, isTerminal, progressView, relativeTime, statusLabel, statusTone, taskTitle,
@@ -132,12 +132,9 @@ function showEmpty(title, text, action) {
 
 function render() {
   const { items, total } = page;
-  const first = total ? (state.page - 1) * state.size + 1 : 0;
-  const last = Math.min(total, first + items.length - 1);
-  // Past the server's counting cap `total` is a lower bound (total_is_estimate): say so.
-  const counted = page.total_is_estimate ? `${total.toLocaleString("en")}+` : String(total);
-  $("#result-info").textContent = total
-    ? `${first}–${last} of ${counted} ${kindNoun(total !== 1)}`
+  const summary = pageSummary(page, state.page, state.size);
+  $("#result-info").textContent = summary.first
+    ? `${summary.first}–${summary.last} of ${summary.label} ${kindNoun(total !== 1)}`
     : "";
   grid.replaceChildren(...items.map(tile));
   $("#empty").hidden = true;
@@ -250,9 +247,8 @@ function tile(task) {
 
 function renderPagination() {
   const nav = $("#pagination");
-  const pages = page.pages || 1;
-  const more = Boolean(page.total_is_estimate);  // more pages than counted
-  if (pages <= 1 && !more) {
+  const { pages, hasNext } = pageSummary(page, state.page, state.size);
+  if (pages <= 1 && !hasNext) {
     nav.replaceChildren();
     return;
   }
@@ -271,7 +267,7 @@ function renderPagination() {
         "aria-label": "Page " + number,
         "aria-current": number === state.page ? "page" : null,
         on: { click: go(number) } }, String(number))),
-    h("button", { type: "button", class: "button small", disabled: state.page >= pages && !more,
+    h("button", { type: "button", class: "button small", disabled: !hasNext,
       "aria-label": "Next page", on: { click: go(state.page + 1) } },
     icon("chevron-right")),
   );

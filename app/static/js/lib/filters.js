@@ -204,6 +204,24 @@ export function pageWindow(current, total, around = 1) {
   return pages;
 }
 
+// "21–40 of 1,234" for a page of a listing. Past the server's counting cap `total` is only a
+// lower bound (`total_is_estimate`): "of 10,000+", and there is always a next page to ask for.
+export function pageSummary(listing, pageNumber, size) {
+  const total = listing.total || 0;
+  const count = (listing.items || []).length;
+  const estimate = Boolean(listing.total_is_estimate);
+  const first = total && count ? (pageNumber - 1) * size + 1 : 0;
+  const last = first ? first + count - 1 : 0;
+  const pages = Math.max(1, listing.pages || 1);
+  return {
+    first,
+    last,
+    label: estimate ? `${total.toLocaleString("en")}+` : String(total),
+    hasNext: estimate || pageNumber < pages,
+    pages,
+  };
+}
+
 export function parseTags(text) {
   return list([text || ""]).map((tag) => tag.slice(0, 50)).slice(0, 20);
 }
