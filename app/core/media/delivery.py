@@ -12,6 +12,7 @@ for that object, so it must only ever be handed to the media's owner. It is neve
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Literal, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -24,6 +25,8 @@ from app.core.media.storage import MediaStorage
 
 # The redirect must not outlive the URL it points to: no cache keeps it.
 REDIRECT_CACHE_CONTROL = "private, no-store"
+
+logger = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -55,7 +58,13 @@ async def redirect_origin(storage: MediaStorage) -> str | None:
     if not redirects_downloads(storage):
         return None
     assert isinstance(storage, PresigningStorage)
-    parts = urlsplit(await storage.presigned_url("csp-origin-probe", 60))
+    try:
+        parts = urlsplit(await storage.presigned_url("csp-origin-probe", 60))
+    except Exception as exc:
+        # Signing is local; failing here means no usable credentials, which the first real
+        # download reports too. The pages then keep the same-origin policy.
+        logger.warning("could not presign a URL to learn the media origin: %s", exc)
+        return None
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
 
 
