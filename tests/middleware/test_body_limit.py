@@ -43,22 +43,25 @@ async def test_a_declared_length_over_the_limit_is_refused_before_reading(
     assert await _task_count(client, user) == 0
 
 
-async def test_a_chunked_body_is_cut_off_once_it_passes_the_limit(
-    client: httpx.AsyncClient, user: AuthedUser
-) -> None:
-    raw = json.dumps(_video(3 * LIMIT)).encode()
-    sent: list[int] = []
+async def _post_chunked(
+    client: httpx.AsyncClient, user: AuthedUser, path: str, body: dict[str, Any]
+) -> httpx.Response:
+    """POST `body` as JSON in 1 KiB chunks without a Content-Length (chunked encoding)."""
+    raw = json.dumps(body).encode()
 
     async def chunks() -> AsyncIterator[bytes]:
         for start in range(0, len(raw), 1024):
-            sent.append(start)
             yield raw[start : start + 1024]
 
-    response = await client.post(
-        "/api/v1/videos",
-        content=chunks(),
-        headers={**user.headers, "Content-Type": "application/json"},
+    return await client.post(
+        path, content=chunks(), headers={**user.headers, "Content-Type": "application/json"}
     )
+
+
+async def test_a_chunked_body_is_cut_off_once_it_passes_the_limit(
+    client: httpx.AsyncClient, user: AuthedUser
+) -> None:
+    response = await _post_chunked(client, user, "/api/v1/videos", _video(3 * LIMIT))
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
     assert await _task_count(client, user) == 0
@@ -90,16 +93,11 @@ async def test_the_openai_surface_answers_in_openai_shape(
 async def test_an_oversized_chunked_openai_body_answers_in_openai_shape(
     client: httpx.AsyncClient, user: AuthedUser
 ) -> None:
-    raw = json.dumps({"model": "gpt-image-1", "prompt": "y" * (2 * LIMIT)}).encode()
-
-    async def chunks() -> AsyncIterator[bytes]:
-        for start in range(0, len(raw), 1024):
-            yield raw[start : start + 1024]
-
-    response = await client.post(
+    response = await _post_chunked(
+        client,
+        user,
         "/v1/images/generations",
-        content=chunks(),
-        headers={**user.headers, "Content-Type": "application/json"},
+        {"model": "gpt-image-1", "prompt": "y" * (2 * LIMIT)},
     )
     assert response.status_code == 413
     error = response.json()["error"]
