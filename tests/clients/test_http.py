@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -10,10 +12,17 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app.clients.base import UpstreamCredentials
-from app.clients.http import build_http_client, join_url, quote_id, simulator_base_url
+from app.clients.http import (
+    POOL_SHARDS,
+    ShardedTransport,
+    build_http_client,
+    join_url,
+    quote_id,
+    simulator_base_url,
+)
 from app.clients.registry import get_adapter
 from app.core.config import Settings
-from tests.clients.fakes import API_KEY, FAST_RETRY
+from tests.clients.fakes import API_KEY, FAST_RETRY, FakeUpstream
 from tests.clients.specs import SPECS
 
 
@@ -28,9 +37,12 @@ async def test_client_timeouts_and_limits_come_from_settings() -> None:
         assert client.timeout.write == 42.0
         assert client.timeout.connect == 10.0
         assert client.timeout.pool == 42.0
-        pool = client._transport._pool  # type: ignore[attr-defined]
-        assert pool._max_connections == 96  # the worker's slots + 16 for downloads, webhooks
-        assert pool._max_keepalive_connections == 96
+        transport = client._transport
+        assert isinstance(transport, ShardedTransport)
+        for shard in transport._pools:
+            pool = shard._pool
+            assert pool._max_connections == 96  # the worker's slots + 16 for downloads, webhooks
+            assert pool._max_keepalive_connections == 96
         assert client.follow_redirects is False
     finally:
         await client.aclose()
@@ -111,3 +123,20 @@ async def test_invalid_base_url_is_typed_and_unreached(http_client: httpx.AsyncC
             await adapter.submit(SPECS["sora"].request, credentials)
         assert info.value.reached_upstream is False
         assert info.value.retryable is False
+
+
+async def test_requests_are_dealt_over_every_pool_shard(fake: FakeUpstream) -> None:
+    client = build_http_client(_settings())
+    try:
+        transport = client._transport
+        assert isinstance(transport, ShardedTransport)
+        assert len(transport._pools) == POOL_SHARDS
+        responses = await asyncio.gather(
+            *(client.get(f"{fake.url}/anything/{n}") for n in range(4 * POOL_SHARDS))
+        )
+        assert all(r.status_code < 500 for r in responses)
+        # Each shard opened and kept its own connections.
+        assert all(shard._pool.connections for shard in transport._pools)
+    finally:
+        await client.aclose()
+    assert all(not shard._pool.connections for shard in transport._pools)
