@@ -13,6 +13,8 @@ import uvicorn
 
 from app.clients.base import UpstreamCredentials
 from tests.clients.fakes import API_KEY, FakeUpstream, build_app
+from tests.simulator.conftest import API_KEY as SIM_KEY
+from tests.simulator.conftest import LiveServer
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +58,25 @@ async def http_client() -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def credentials(fake: FakeUpstream) -> UpstreamCredentials:
     return UpstreamCredentials(base_url=fake.url, api_key=API_KEY)
+
+
+# The built-in simulator over real HTTP, for the adapters of the official APIs (one per module).
+@pytest.fixture(scope="module")
+def simulator_server() -> Iterator[LiveServer]:
+    server = LiveServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sim(simulator_server: LiveServer) -> LiveServer:
+    simulator_server.reset()
+    return simulator_server
+
+
+@pytest.fixture
+def sim_credentials(sim: LiveServer) -> UpstreamCredentials:
+    return UpstreamCredentials(base_url=sim.base_url, api_key=SIM_KEY)

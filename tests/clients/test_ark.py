@@ -4,7 +4,6 @@ and against the scripted fake upstream for the error cases."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -19,7 +18,6 @@ from app.clients.errors import (
 )
 from app.clients.registry import get_adapter
 from tests.clients.fakes import API_KEY, FAST_RETRY, FakeUpstream, Reply
-from tests.simulator.conftest import API_KEY as SIM_KEY
 from tests.simulator.conftest import LiveServer, png_bytes
 
 TASKS = "/api/v3/contents/generations/tasks"
@@ -36,27 +34,6 @@ def text_request(prompt: str = "a fox in snow", **params: object) -> GenerationR
     return GenerationRequest(
         kind="video", model="doubao-seedance-1-0-pro", prompt=prompt, params=params
     )
-
-
-@pytest.fixture(scope="module")
-def simulator_server() -> Iterator[LiveServer]:
-    server = LiveServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def sim(simulator_server: LiveServer) -> LiveServer:
-    simulator_server.reset()
-    return simulator_server
-
-
-@pytest.fixture
-def sim_credentials(sim: LiveServer) -> UpstreamCredentials:
-    return UpstreamCredentials(base_url=sim.base_url, api_key=SIM_KEY)
 
 
 # ----- against the simulator ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -78,27 +78,6 @@ async def shim_client() -> AsyncIterator[tuple[httpx.AsyncClient, GoogKeyShim]]:
     shim = GoogKeyShim()
     async with httpx.AsyncClient(transport=shim, timeout=httpx.Timeout(5.0)) as client:
         yield client, shim
-
-
-@pytest.fixture(scope="module")
-def simulator_server() -> Iterator[LiveServer]:
-    server = LiveServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def sim(simulator_server: LiveServer) -> LiveServer:
-    simulator_server.reset()
-    return simulator_server
-
-
-@pytest.fixture
-def sim_credentials(sim: LiveServer) -> UpstreamCredentials:
-    return UpstreamCredentials(base_url=sim.base_url, api_key=SIM_KEY)
 
 
 # ----- against the simulator ---------------------------------------------------------------------

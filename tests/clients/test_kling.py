@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import jwt
@@ -85,16 +85,6 @@ async def shim_client() -> AsyncIterator[tuple[httpx.AsyncClient, KlingJwtShim]]
 @pytest.fixture
 def kling_credentials(fake: FakeUpstream) -> UpstreamCredentials:
     return UpstreamCredentials(base_url=fake.url, api_key=KEY_PAIR)
-
-
-@pytest.fixture(scope="module")
-def simulator_server() -> Iterator[LiveServer]:
-    server = LiveServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
