@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from typing import Any
 
-import uvicorn
 from sqlalchemy import select
 
 from app.core.catalog import get_catalog
@@ -17,7 +14,7 @@ from app.core.tasks.worker import TaskWorker
 from app.models import Channel
 from app.models.schemas.channels import ChannelCreate, ChannelUpdate
 from app.simulator import Simulator
-from tests.core.tasks.harness import Engine, reserve_port, wait_until
+from tests.core.tasks.harness import Engine, wait_until
 
 KEY_A = "sk-sim-channel-a-0123456789"
 KEY_B = "sk-sim-channel-b-9876543210"
@@ -78,32 +75,3 @@ def polls_of(simulator: Simulator, upstream_id: str) -> int:
         for entry in list(simulator.store.requests)
         if entry["method"] == "GET" and entry["path"].endswith(upstream_id)
     )
-
-
-class LiveASGI:
-    """Any ASGI app behind uvicorn on a free port, in a thread (like the live simulator)."""
-
-    def __init__(self, app: Any) -> None:
-        self._socket = reserve_port()
-        self.base_url = url_of(self._socket)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._socket.listen(128)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._socket.close()

@@ -25,7 +25,6 @@ from app.models.schemas.tasks import TaskCreate
 from tests.core.channels.helpers import (
     KEY_A,
     KEY_B,
-    LiveASGI,
     add_channel,
     channel_row,
     drive,
@@ -34,7 +33,7 @@ from tests.core.channels.helpers import (
     update_channel,
     url_of,
 )
-from tests.core.tasks.harness import Engine, LiveSimulator, reserve_port
+from tests.core.tasks.harness import Engine, LiveASGI, LiveSimulator, reserve_port
 
 
 async def test_first_channel_down_second_serves_and_the_task_completes(

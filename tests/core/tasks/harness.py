@@ -126,23 +126,15 @@ class SimControl:
         response.raise_for_status()
 
 
-class LiveSimulator(SimControl):
-    """The simulator behind uvicorn in a background thread, on a real port."""
+class LiveASGI:
+    """Any ASGI app behind uvicorn in a background thread, on a real port."""
 
-    def __init__(self, config: SimulatorConfig, sock: socket.socket | None = None) -> None:
-        self.app = create_simulator_app(config)
-        self.simulator: Simulator = self.app.state.simulator
-        self.inflight = InFlight()
+    def __init__(self, app: Any, sock: socket.socket | None = None, **uvicorn_options: Any) -> None:
         self._socket = sock or reserve_port()
         self.port = self._socket.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        uv_config = uvicorn.Config(
-            CountingApp(self.app, self.inflight),
-            log_level="warning",
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(uv_config)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", **uvicorn_options)
+        self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -154,7 +146,7 @@ class LiveSimulator(SimControl):
         deadline = time.monotonic() + 10
         while not self._server.started:
             if time.monotonic() > deadline:
-                raise RuntimeError("simulator did not start")
+                raise RuntimeError("server did not start")
             time.sleep(0.01)
 
     def stop(self) -> None:
@@ -162,6 +154,16 @@ class LiveSimulator(SimControl):
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._socket.close()
+
+
+class LiveSimulator(LiveASGI, SimControl):
+    """The simulator behind uvicorn in a background thread, on a real port."""
+
+    def __init__(self, config: SimulatorConfig, sock: socket.socket | None = None) -> None:
+        self.app = create_simulator_app(config)
+        self.simulator: Simulator = self.app.state.simulator
+        self.inflight = InFlight()
+        super().__init__(CountingApp(self.app, self.inflight), sock, timeout_graceful_shutdown=1)
 
 
 def auth() -> dict[str, str]:
