@@ -102,12 +102,12 @@ def _install() -> None:
     from app.api.openai import images
     from app.clients import images as images_client
     from app.core import openai_compat
-    from app.core.tasks import results, service, worker
+    from app.core.tasks import results, runtime, service, worker
 
     _patch(openai_deps, "authenticate", "handler: authenticate (API key)")
     _patch(service, "create_tasks", "handler: create_tasks")
     _patch(images, "commit", "handler: commit")
-    _patch(images, "wait_for_tasks", "handler: wait_for_tasks")
+    _patch(runtime.TaskRuntime, "wait_for", "handler: wait_for (the tasks)")
     _patch(openai_compat, "images_response", "handler: images_response")
     cls = worker.TaskWorker
     _patch(cls, "claim", "worker: claim")

@@ -23,7 +23,7 @@ from app.api.openai.errors import (
     openai_error_doc,
 )
 from app.api.openai.forms import media_type, read_form, read_upload
-from app.api.v1.generations import ContextDep, RuntimeDep, wait_for_tasks
+from app.api.v1.generations import ContextDep, RuntimeDep
 from app.core import openai_compat as compat
 from app.core.openai_compat import OpenAIError
 from app.core.tasks import service
@@ -129,8 +129,8 @@ async def _generate(
         )
     await commit(db)
     tasks = result.tasks
-    outcomes = await wait_for_tasks(
-        runtime, user_id, [t.id for t in tasks], wait_seconds, just_created=not result.replayed
+    outcomes = await runtime.wait_for(
+        [t.id for t in tasks], wait_seconds, just_created=not result.replayed
     )
     media: dict[str, list[Media]] | None = None
     if all(t.id in outcomes for t in tasks):

@@ -5,8 +5,6 @@ Handlers stay thin: they parse, call `app.core.tasks.service`, and shape the ans
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from typing import Annotated, Any
 
@@ -27,7 +25,6 @@ from app.core.errors import (
 )
 from app.core.media.delivery import deliver_media
 from app.core.tasks import service
-from app.core.tasks.events import TaskOutcome
 from app.core.tasks.payload import data_uri
 from app.core.tasks.runtime import TaskRuntime
 from app.core.tasks.service import ListQuery, TaskContext
@@ -80,10 +77,6 @@ _EDIT_FORM: dict[str, Any] = {
         },
     }
 }
-
-
-# How often a waiting request re-reads its tasks' status besides listening to their events.
-WAIT_RECHECK_SECONDS = 1.0
 
 
 def get_runtime(request: Request) -> TaskRuntime:
@@ -154,65 +147,9 @@ WaitQuery = Annotated[
 ]
 
 
-async def wait_for_tasks(
-    runtime: TaskRuntime,
-    user_id: str,
-    task_ids: list[str],
-    seconds: float,
-    *,
-    just_created: bool = False,
-) -> dict[str, TaskOutcome]:
-    """Return when every task has ended or `seconds` passed, with the outcomes this process's
-    worker reported for them (the others are read from the database by the caller).
-
-    Woken only by events of these tasks, whose status is trusted; the database is read at
-    the start (skipped for tasks this request created and committed without awaiting since:
-    none can have ended unseen) and then once a second, for workers in other processes on
-    SQLite (on PostgreSQL their events arrive through the LISTEN relay too)."""
-    from sqlalchemy import select
-
-    from app.models import GenerationTask
-
-    queue = runtime.events.subscribe_tasks(task_ids)
-    remaining = set(task_ids)
-    outcomes: dict[str, TaskOutcome] = {}
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    recheck_at = loop.time() + (WAIT_RECHECK_SECONDS if just_created else 0.0)
-    try:
-        while remaining:
-            if loop.time() >= recheck_at:
-                async with runtime.database.session() as db:
-                    rows = await db.execute(
-                        select(GenerationTask.id, GenerationTask.status).where(
-                            GenerationTask.id.in_(remaining)
-                        )
-                    )
-                    for task_id, status in rows.all():
-                        if TaskStatus(status).is_terminal:
-                            remaining.discard(task_id)
-                recheck_at = loop.time() + WAIT_RECHECK_SECONDS
-                if not remaining:
-                    break
-            left = min(deadline, recheck_at) - loop.time()
-            if deadline - loop.time() <= 0:
-                break
-            with contextlib.suppress(TimeoutError):
-                event = await asyncio.wait_for(queue.get(), timeout=max(left, 0.0))
-                ended = event.data.get("status")
-                if event.task_id in remaining and ended and TaskStatus(ended).is_terminal:
-                    remaining.discard(event.task_id)
-                    if event.outcome is not None:
-                        outcomes[event.task_id] = event.outcome
-    finally:
-        runtime.events.unsubscribe_tasks(task_ids, queue)
-    return outcomes
-
-
 async def _respond_created(
     db: SessionDep,
     runtime: TaskRuntime,
-    user_id: str,
     result: service.CreateResult,
     wait: float | None,
     single: bool,
@@ -220,9 +157,7 @@ async def _respond_created(
     await commit(db)
     tasks = result.tasks
     if wait:
-        await wait_for_tasks(
-            runtime, user_id, [t.id for t in tasks], wait, just_created=not result.replayed
-        )
+        await runtime.wait_for([t.id for t in tasks], wait, just_created=not result.replayed)
         for task in tasks:
             await db.refresh(task)
     outs = await service.tasks_out(db, runtime.encryptor, tasks)
@@ -318,7 +253,7 @@ def build_router(kind: MediaKind) -> APIRouter:
             upstream_key=x_api_key,
             idempotency_key=idempotency_key,
         )
-        return await _respond_created(db, runtime, user.id, result, wait, single=body.n == 1)
+        return await _respond_created(db, runtime, result, wait, single=body.n == 1)
 
     if kind == "image":
 
@@ -381,7 +316,7 @@ def build_router(kind: MediaKind) -> APIRouter:
                 uploaded_images=images,
                 uploaded_mask=mask,
             )
-            return await _respond_created(db, runtime, user.id, result, wait, body.n == 1)
+            return await _respond_created(db, runtime, result, wait, body.n == 1)
 
     @router.get("", response_model=TaskPage, summary=f"Search and browse {noun} history")
     async def list_(

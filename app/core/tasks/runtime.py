@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
-from app.clients.base import MediaKind
+from app.clients.base import MediaKind, TaskStatus
 from app.core.catalog import Catalog, validate_request
 from app.core.config import Settings
 from app.core.encryption import Encryptor
 from app.core.media.storage import MediaStorage, create_media_storage
-from app.core.tasks.events import TaskEventBus
+from app.core.tasks.events import TaskEventBus, TaskOutcome
 from app.core.tasks.pg_events import PgEventRelay
 from app.core.tasks.search import derive_search_key
 from app.core.tasks.service import TaskContext, ValidatedModelRequest, Validator
@@ -23,6 +25,9 @@ from app.db.session import Database
 from app.models import GenerationTask
 
 logger = logging.getLogger(__name__)
+
+# How often a waiting request re-reads its tasks' status besides listening to their events.
+WAIT_RECHECK_SECONDS = 1.0
 
 
 def catalog_validator(catalog: Catalog) -> Validator:
@@ -107,6 +112,52 @@ class TaskRuntime:
             job.cancel()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def wait_for(
+        self, task_ids: list[str], seconds: float, *, just_created: bool = False
+    ) -> dict[str, TaskOutcome]:
+        """Return when every task has ended or `seconds` passed, with the outcomes this
+        process's worker reported for them (the others are read from the database by the
+        caller).
+
+        Woken only by events of these tasks, whose status is trusted; the database is read at
+        the start (skipped for tasks the caller created and committed without awaiting since:
+        none can have ended unseen) and then once a second, for workers in other processes on
+        SQLite (on PostgreSQL their events arrive through the LISTEN relay too)."""
+        queue = self.events.subscribe_tasks(task_ids)
+        remaining = set(task_ids)
+        outcomes: dict[str, TaskOutcome] = {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        recheck_at = loop.time() + (WAIT_RECHECK_SECONDS if just_created else 0.0)
+        try:
+            while remaining:
+                if loop.time() >= recheck_at:
+                    async with self.database.session() as db:
+                        rows = await db.execute(
+                            select(GenerationTask.id, GenerationTask.status).where(
+                                GenerationTask.id.in_(remaining)
+                            )
+                        )
+                        for task_id, status in rows.all():
+                            if TaskStatus(status).is_terminal:
+                                remaining.discard(task_id)
+                    recheck_at = loop.time() + WAIT_RECHECK_SECONDS
+                    if not remaining:
+                        break
+                left = min(deadline, recheck_at) - loop.time()
+                if deadline - loop.time() <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    event = await asyncio.wait_for(queue.get(), timeout=max(left, 0.0))
+                    ended = event.data.get("status")
+                    if event.task_id in remaining and ended and TaskStatus(ended).is_terminal:
+                        remaining.discard(event.task_id)
+                        if event.outcome is not None:
+                            outcomes[event.task_id] = event.outcome
+        finally:
+            self.events.unsubscribe_tasks(task_ids, queue)
+        return outcomes
 
     def wake_worker(self) -> None:
         self.worker.wake()
