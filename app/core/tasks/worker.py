@@ -137,6 +137,11 @@ def light_task(row: Any) -> GenerationTask:
     return GenerationTask(**dict(row._mapping))
 
 
+def detached_copy(task: GenerationTask, **changes: Any) -> GenerationTask:
+    """A detached task with `task`'s `LIGHT_COLUMNS` values, `changes` applied."""
+    return GenerationTask(**{**{c.name: getattr(task, c.name) for c in LIGHT_COLUMNS}, **changes})
+
+
 def claim_statement(worker_id: str, now: datetime, lease_until: datetime, limit: int) -> Update:
     """One statement that leases up to `limit` due tasks and returns them.
 
@@ -337,9 +342,8 @@ class TaskWorker:
         for task in tasks:
             if task.id in self._inflight:
                 continue
-            detached = GenerationTask(**{c.name: getattr(task, c.name) for c in LIGHT_COLUMNS})
             job = asyncio.create_task(
-                self._process_guarded(detached, payload), name=f"task-{task.id}"
+                self._process_guarded(detached_copy(task), payload), name=f"task-{task.id}"
             )
             self._inflight[task.id] = job
             job.add_done_callback(functools.partial(self._forget, task.id))
@@ -515,10 +519,7 @@ class TaskWorker:
                 record_transition(task.model, values["status"])
             if event is not None:
                 # The row as written (detached, like the rows `_cas` returns).
-                current = {c.name: getattr(task, c.name) for c in LIGHT_COLUMNS}
-                self._publish(
-                    GenerationTask(**{**current, **values, "title": applied.title}), event
-                )
+                self._publish(detached_copy(task, **{**values, "title": applied.title}), event)
 
         outcome = self._poll_writes.add(task.id, values)
         outcome.add_done_callback(written)
