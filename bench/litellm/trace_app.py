@@ -28,6 +28,9 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 SPANS: dict[str, list[float]] = collections.defaultdict(list)
+# CPU seconds of the whole process (all threads) during each span: meaningful with one client
+# at a time, when spans of different requests do not overlap.
+CPU_SPANS: dict[str, list[float]] = collections.defaultdict(list)
 # Database round trips by kind ("UPDATE generation_tasks", "pool checkout (pre-ping)", …).
 COUNTS: collections.Counter[str] = collections.Counter()
 _TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+\"?(\w+)", re.IGNORECASE)
@@ -71,21 +74,23 @@ def _timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             try:
                 return await fn(*args, **kwargs)
             finally:
                 SPANS[name].append(time.perf_counter() - started)
+                CPU_SPANS[name].append(time.process_time() - cpu)
 
         return async_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         try:
             return fn(*args, **kwargs)
         finally:
             SPANS[name].append(time.perf_counter() - started)
+            CPU_SPANS[name].append(time.process_time() - cpu)
 
     return wrapper
 
@@ -167,6 +172,7 @@ def summary(*, reset: bool) -> dict[str, Any]:
             "mean_ms": round(sum(v) / len(v) * 1000, 2),
             "p50_ms": round(_pct(v, 50) * 1000, 2),
             "p99_ms": round(_pct(v, 99) * 1000, 2),
+            "cpu_mean_ms": round(sum(CPU_SPANS[name]) / len(v) * 1000, 2),
         }
         for name, v in SPANS.items()
         if v
@@ -174,6 +180,7 @@ def summary(*, reset: bool) -> dict[str, Any]:
     out["_counts"] = dict(COUNTS.most_common())
     if reset:
         SPANS.clear()
+        CPU_SPANS.clear()
         COUNTS.clear()
     return out
 
@@ -199,10 +206,11 @@ def create_traced_app() -> Any:
         if scope["type"] != "http" or scope.get("path") != "/v1/images/generations":
             await inner(scope, receive, send)
             return
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         try:
             await inner(scope, receive, send)
         finally:
             SPANS["request: whole ASGI app"].append(time.perf_counter() - started)
+            CPU_SPANS["request: whole ASGI app"].append(time.process_time() - cpu)
 
     return timed_app

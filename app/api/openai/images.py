@@ -126,6 +126,7 @@ async def _generate(
             idempotency_key=idempotency_key,
             uploaded_images=images,
             uploaded_mask=uploaded_mask,
+            creator_waits=True,
         )
     await commit(db)
     tasks = result.tasks

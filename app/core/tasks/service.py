@@ -243,8 +243,17 @@ async def create_tasks(
     uploaded_images: Sequence[str] = (),
     uploaded_mask: str | None = None,
     retry_of: str | None = None,
+    creator_waits: bool = False,
 ) -> CreateResult:
-    """Validate against the catalog and insert `body.n` queued tasks (one transaction)."""
+    """Validate against the catalog and insert `body.n` queued tasks (one transaction).
+
+    `creator_waits`: the caller holds its client's connection open until the tasks end (the
+    synchronous OpenAI images routes). Tasks handed over to the in-process worker are then
+    inserted already `sending`, which saves the worker a write before the upstream call: if
+    this process dies before it sends them, they fail as `submit_interrupted` (never sent
+    twice) instead of being sent later; the client saw its connection drop either way and an
+    SDK retry asks again, so resuming them would generate, and charge for, the images twice.
+    """
     if upstream_key == "":
         upstream_key = None
     _check_inputs(body, upstream_key, ctx.settings)
@@ -310,7 +319,7 @@ async def create_tasks(
             model=validated.model,
             adapter=validated.adapter,
             status=TaskStatus.QUEUED.value,
-            submit_state="pending",
+            submit_state="sending" if lease is not None and creator_waits else "pending",
             progress=0,
             title=body.title,
             tags=list(body.tags),

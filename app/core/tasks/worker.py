@@ -201,6 +201,8 @@ class TaskWorker:
         self.lease = timedelta(seconds=settings.task_lease_seconds)
         self.slots = settings.max_concurrent_tasks
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        # Hand-backs of tasks a stop kept us from starting (see `start_inline`).
+        self._handbacks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._webhook_wake = asyncio.Event()
         self._stopping = False
@@ -234,7 +236,7 @@ class TaskWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
             self._loop_task = None
-        jobs = list(self._inflight.values())
+        jobs = [*self._inflight.values(), *self._handbacks]
         if jobs:
             _, pending = await asyncio.wait(jobs, timeout=grace_seconds)
             for job in pending:
@@ -249,6 +251,8 @@ class TaskWorker:
         # Queued poll results (of cancelled jobs too) are written while the leases are still
         # ours: after the release their compare-and-swap would fail and they would be lost.
         await self._poll_writes.flush()
+        if self._handbacks:
+            await asyncio.gather(*self._handbacks, return_exceptions=True)
         await self._release_my_leases()
 
     def wake(self) -> None:
@@ -337,7 +341,14 @@ class TaskWorker:
         any worker claims them."""
         if self._stopping:
             # A stop began between the lease and the commit: the stop hands our leases back
-            # (or they expire), and whichever worker claims the tasks runs them.
+            # (or they expire), and whichever worker claims the tasks runs them. Those inserted
+            # `sending` (their creator waits) were never sent: say so first, or the claimer
+            # would fail them as interrupted.
+            unsent = [t.id for t in tasks if t.submit_state == "sending"]
+            if unsent:
+                job = asyncio.create_task(self._hand_back_unsent(unsent))
+                self._handbacks.add(job)
+                job.add_done_callback(self._handbacks.discard)
             return
         for task in tasks:
             if task.id in self._inflight:
@@ -347,6 +358,26 @@ class TaskWorker:
             )
             self._inflight[task.id] = job
             job.add_done_callback(functools.partial(self._forget, task.id))
+
+    async def _hand_back_unsent(self, task_ids: list[str]) -> None:
+        try:
+            async with self.database.session() as db:
+                await db.execute(
+                    update(GenerationTask)
+                    .where(
+                        GenerationTask.id.in_(task_ids),
+                        GenerationTask.submit_state == "sending",
+                        GenerationTask.upstream_id.is_(None),
+                        or_(
+                            GenerationTask.lease_owner == self.worker_id,
+                            GenerationTask.lease_owner.is_(None),
+                        ),
+                    )
+                    .values(submit_state="pending", lease_owner=None, lease_expires_at=None)
+                    .execution_options(synchronize_session=False)
+                )
+        except Exception:
+            logger.exception("could not hand back tasks %s (they fail as interrupted)", task_ids)
 
     def _forget(self, task_id: str, job: asyncio.Task[None]) -> None:
         if self._inflight.get(task_id) is job:
@@ -677,12 +708,18 @@ class TaskWorker:
         if not plan.routes:
             await self._fail(task, "no_upstream_channel", plan.problem or "No upstream channel")
             return
+        # Inserted `sending` by a creator that waits for it (see `create_tasks`): nothing to
+        # record before the first attempt, and the submission is recorded with the results.
+        creator_waits = task.submit_state == "sending"
         for index, route in enumerate(plan.routes):
-            # Committed before the request leaves: after a crash we know it may have arrived,
-            # and at which channel.
-            sending = await self._cas(
-                task, {"submit_state": "sending", "channel_id": route.channel_id}
-            )
+            if creator_waits and index == 0:
+                sending = task
+            else:
+                # Committed before the request leaves: after a crash we know it may have
+                # arrived, and at which channel.
+                sending = await self._cas(
+                    task, {"submit_state": "sending", "channel_id": route.channel_id}
+                )
             if sending is None:
                 return
             attempt = request
@@ -704,10 +741,19 @@ class TaskWorker:
                 await self._submit_failed(task, exc)
                 return
             await self.router.record_success(route)
-            await self._submitted(task, submission)
+            await self._submitted(
+                task, submission, route.channel_id, creator_waits=creator_waits
+            )
             return
 
-    async def _submitted(self, task: GenerationTask, submission: UpstreamSubmission) -> None:
+    async def _submitted(
+        self,
+        task: GenerationTask,
+        submission: UpstreamSubmission,
+        channel_id: str | None,
+        *,
+        creator_waits: bool = False,
+    ) -> None:
         now = utcnow()
         status = submission.status
         values: dict[str, Any] = {
@@ -715,6 +761,7 @@ class TaskWorker:
             "upstream_id": submission.upstream_id,
             "submitted_at": now,
             "consecutive_errors": 0,
+            "channel_id": channel_id,
         }
         if status is None or not status.status.is_terminal:
             progress = status.progress if status and status.progress is not None else 0
@@ -742,6 +789,18 @@ class TaskWorker:
                     {"pending_results": _results_to_json(status.results)}
                 ),
             )
+            if creator_waits:
+                # Its creator waits: download first and record the submission with the
+                # outcome (or with the retry, should the download fail). Only a crash in
+                # between loses it, and then the client's connection went with the process.
+                unsaved = detached_copy(task, **values)
+                await self._store_results(
+                    unsaved,
+                    list(status.results),
+                    await self.router.credentials_for(unsaved),
+                    unsaved=values,
+                )
+                return
             saved = await self._save_submission(task, values)
             if saved is not None:
                 await self._store_results(
@@ -913,7 +972,11 @@ class TaskWorker:
         task: GenerationTask,
         results: list[UpstreamResult],
         credentials: UpstreamCredentials,
+        *,
+        unsaved: dict[str, Any] | None = None,
     ) -> None:
+        """Download, store and complete. `unsaved`: values of `task` not written yet (a
+        submission whose creator waits), written with whichever write comes next."""
         policy = DownloadPolicy(
             allowed_hosts=set(self.settings.media_download_allowed_hosts),
             trusted_hosts=self.router.trusted_hosts,
@@ -936,19 +999,24 @@ class TaskWorker:
                         transient_is_final=final_attempt,
                     )
                 )
-            await self._commit_results(task, fetched)
+            await self._commit_results(task, fetched, unsaved)
         except TransientFetchError as exc:
             logger.info("task %s: result download failed (%s); retrying later", task.id, exc)
             await self._reschedule(
                 task,
                 self._error_backoff(task.consecutive_errors + 1),
-                consecutive_errors=task.consecutive_errors + 1,
+                **{**(unsaved or {}), "consecutive_errors": task.consecutive_errors + 1},
             )
         finally:
             for item in fetched:
                 discard_temp(item)
 
-    async def _commit_results(self, task: GenerationTask, fetched: list[FetchedResult]) -> None:
+    async def _commit_results(
+        self,
+        task: GenerationTask,
+        fetched: list[FetchedResult],
+        unsaved: dict[str, Any] | None = None,
+    ) -> None:
         # 1. Still ours? Then drop what an interrupted attempt left, reserve quota and write
         #    this attempt's rows as `pending` (the task row lock orders this against a cancel).
         async with self.database.session() as db:
@@ -1002,6 +1070,7 @@ class TaskWorker:
                 ),
             }
             event = "task.failed"
+        values = {**(unsaved or {}), **values}
         values.update(
             lease_owner=None,
             lease_expires_at=None,

@@ -251,6 +251,7 @@ class Engine:
         n: int = 1,
         webhook_url: str | None = None,
         upstream_key: str | None = None,
+        creator_waits: bool = False,
     ) -> list[GenerationTask]:
         body = TaskCreate(
             model=model, prompt=prompt, params=params or {}, n=n, webhook_url=webhook_url
@@ -263,6 +264,7 @@ class Engine:
                 kind=kind,  # type: ignore[arg-type]
                 body=body,
                 upstream_key=upstream_key,
+                creator_waits=creator_waits,
             )
         return result.tasks
 

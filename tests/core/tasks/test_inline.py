@@ -13,7 +13,10 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 
+from app.core.tasks import worker as worker_module
+from app.core.tasks.results import TransientFetchError
 from app.core.tasks.service import InlineLease
 from app.core.tasks.worker import TaskWorker
 from app.db.base import utcnow
@@ -147,8 +150,9 @@ async def test_the_completion_event_carries_the_committed_row_and_media(
     assert all(e.outcome is None for e in seen if e is not completed)
 
 
+@pytest.mark.parametrize("creator_waits", [False, True])
 async def test_tasks_handed_over_while_the_worker_stops_are_left_for_a_claim(
-    engine: Engine, sim: LiveSimulator, user_id: str
+    engine: Engine, sim: LiveSimulator, user_id: str, creator_waits: bool
 ) -> None:
     await engine.runtime.start(run_worker=True)
     worker = engine.runtime.worker
@@ -162,10 +166,16 @@ async def test_tasks_handed_over_while_the_worker_stops_are_left_for_a_claim(
     stopping = asyncio.ensure_future(engine.runtime.stop())
     await asyncio.sleep(0)  # the stop has begun (it sets the flag before its first await)
     assert worker._stopping
-    [created] = await engine.create(user_id, "late hand-over", model="gpt-image-1", kind="image")
+    [created] = await engine.create(
+        user_id, "late hand-over", model="gpt-image-1", kind="image", creator_waits=creator_waits
+    )
     assert created.id not in worker._inflight
     await stopping
-    assert (await sim.prompt_counts("late hand-over"))["create_requests"] == 0
+    # Inserted `sending` for a waiting creator, it was never sent: handed back as such (a
+    # claimer would otherwise fail it as interrupted). The stopping loop's last claim may
+    # even have taken it back at once and sent it.
+    assert (await engine.task(created.id)).submit_state in ("pending", "submitted")
+    assert (await sim.prompt_counts("late hand-over"))["create_requests"] <= 1
     survivor = engine.worker("survivor")
 
     async def finished() -> bool:
@@ -175,3 +185,117 @@ async def test_tasks_handed_over_while_the_worker_stops_are_left_for_a_claim(
     await wait_until(finished, within=20)
     assert (await engine.task(created.id)).status == "completed"
     assert (await sim.prompt_counts("late hand-over"))["creates"] == 1
+
+
+# -- a creator that waits (the synchronous OpenAI images routes) ------------------------------
+
+
+def count_task_updates(engine: Engine) -> list[tuple[str, str]]:
+    """Every UPDATE of generation_tasks sent from now on: (statement, its parameters)."""
+    sent: list[tuple[str, str]] = []
+
+    def on_execute(
+        conn: object, cursor: object, statement: str, params: object, *_: object
+    ) -> None:
+        if statement.lstrip().upper().startswith("UPDATE GENERATION_TASKS"):
+            sent.append((statement, repr(params)))
+
+    event.listen(engine.database.engine.sync_engine, "before_cursor_execute", on_execute)
+    return sent
+
+
+async def test_a_task_whose_creator_waits_is_inserted_sending_and_recorded_with_its_outcome(
+    engine: Engine, sim: LiveSimulator, running: TaskWorker, user_id: str
+) -> None:
+    updates = count_task_updates(engine)
+    prompt = "waited for"
+    [created] = await engine.create(
+        user_id, prompt, model="gpt-image-1", kind="image", creator_waits=True
+    )
+    assert (created.submit_state, created.lease_owner) == ("sending", running.worker_id)
+
+    await wait_until(lambda: engine.terminal([created.id]), within=20)
+    task = await engine.task(created.id)
+    assert (task.status, task.submit_state, task.progress) == ("completed", "submitted", 100)
+    assert task.submitted_at is not None
+    assert task.lease_owner is None
+    [media] = await engine.media(created.id)
+    assert media.state == "stored"
+    # No write before the upstream call nor between it and the download: the attempt's own
+    # lease check before reserving quota, then the completion.
+    # (Claims of the running loop, which name no task, are not writes of this one.)
+    own = [statement for statement, params in updates if created.id in params]
+    assert len(own) == 2, own
+    counts = await sim.prompt_counts(prompt)
+    assert (counts["create_requests"], counts["creates"]) == (1, 1)
+
+
+async def test_a_waited_for_task_whose_download_fails_records_its_submission_for_the_retry(
+    engine: Engine,
+    sim: LiveSimulator,
+    running: TaskWorker,
+    user_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = worker_module.fetch_result
+    calls = 0
+
+    async def flaky_fetch(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise TransientFetchError("connection reset")
+        return await original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worker_module, "fetch_result", flaky_fetch)
+    prompt = "download fails once"
+    [created] = await engine.create(
+        user_id, prompt, model="gpt-image-1", kind="image", creator_waits=True
+    )
+
+    async def rescheduled() -> bool:
+        task = await engine.task(created.id)
+        return task.submit_state != "sending" or task.status != "queued"
+
+    await wait_until(rescheduled, within=20)
+    # Written with the retry: where the results are, so whoever retries downloads them
+    # instead of failing the task as interrupted (or asking the upstream again).
+    task = await engine.task(created.id)
+    if task.status != "completed":
+        assert task.submit_state == "submitted"
+        assert task.consecutive_errors == 1
+        assert task.response_encrypted is not None
+        pending = engine.runtime.encryptor.decrypt_json(task.response_encrypted)
+        assert pending["pending_results"]
+
+    await wait_until(lambda: engine.terminal([created.id]), within=30)
+    task = await engine.task(created.id)
+    assert task.status == "completed", task.error_code
+    assert calls == 2
+    counts = await sim.prompt_counts(prompt)
+    assert (counts["create_requests"], counts["creates"]) == (1, 1)
+
+
+async def test_a_waited_for_task_of_a_process_that_died_before_sending_it_fails_unsent(
+    engine: Engine, sim: LiveSimulator, user_id: str
+) -> None:
+    dead = InlineLease("dead-process", utcnow() + timedelta(seconds=1.0))
+    ctx = dataclasses.replace(
+        engine.runtime.context(), inline_lease=lambda n: dead, start_inline=lambda t, p: None
+    )
+    engine.runtime.context = lambda: ctx  # type: ignore[method-assign]
+    prompt = "its client is gone"
+    [created] = await engine.create(
+        user_id, prompt, model="gpt-image-1", kind="image", creator_waits=True
+    )
+    survivor = engine.worker("survivor")
+
+    async def finished() -> bool:
+        await survivor.run_until_idle()
+        return await engine.terminal([created.id])
+
+    await wait_until(finished, within=20)
+    task = await engine.task(created.id)
+    # Its client saw the connection drop and may already have asked again: never sent later.
+    assert (task.status, task.error_code) == ("failed", "submit_interrupted")
+    assert (await sim.prompt_counts(prompt))["create_requests"] == 0
