@@ -712,6 +712,7 @@ class TaskWorker:
         # record before the first attempt, and the submission is recorded with the results.
         creator_waits = task.submit_state == "sending"
         for index, route in enumerate(plan.routes):
+            sending: GenerationTask | None
             if creator_waits and index == 0:
                 sending = task
             else:
@@ -741,9 +742,7 @@ class TaskWorker:
                 await self._submit_failed(task, exc)
                 return
             await self.router.record_success(route)
-            await self._submitted(
-                task, submission, route.channel_id, creator_waits=creator_waits
-            )
+            await self._submitted(task, submission, route.channel_id, creator_waits=creator_waits)
             return
 
     async def _submitted(
