@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.errors import NotFound, QuotaExceeded
 from app.models import Media, User
@@ -41,12 +41,16 @@ class QuotaUsage:
         return round(self.used_bytes * 100 / self.quota_bytes, 2)
 
 
+# Either runs the statements: a session, or a bare connection (the worker's Core transactions).
+Executor = AsyncSession | AsyncConnection
+
+
 def _check_amount(nbytes: int) -> None:
     if nbytes < 0:
         raise ValueError("byte counts must not be negative")
 
 
-async def reserve(session: AsyncSession, user_id: str, nbytes: int) -> bool:
+async def reserve(session: Executor, user_id: str, nbytes: int) -> bool:
     """Add `nbytes` to the user's usage if it fits in their quota. Returns whether it did.
 
     Also False for an unknown user: there is nothing to reserve against.
@@ -85,7 +89,7 @@ async def reserve_or_raise(session: AsyncSession, user_id: str, nbytes: int) -> 
     )
 
 
-async def release(session: AsyncSession, user_id: str, nbytes: int) -> None:
+async def release(session: Executor, user_id: str, nbytes: int) -> None:
     """Give `nbytes` back. Clamped at zero so a double release cannot make usage negative."""
     _check_amount(nbytes)
     if nbytes == 0:

@@ -15,11 +15,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
-from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, delete, insert
 
 from app.clients.base import UpstreamResult
 from app.core.config import Settings
@@ -40,14 +39,16 @@ from app.core.media.errors import (
 from app.core.media.inspect import extension_for, make_thumbnail, probe
 from app.core.media.storage import MediaStorage
 from app.core.observability.metrics import record_quota_rejection
-from app.core.quota import release, reserve
-from app.db.base import new_uuid
+from app.core.quota import Executor, release, reserve
+from app.db.base import new_uuid, utcnow
 from app.models import Media
 
 logger = logging.getLogger(__name__)
 
 # Media states whose bytes are counted in the owner's quota.
 QUOTA_STATES = ("pending", "stored")
+_MEDIA_TABLE = cast(Table, Media.__table__)
+_MEDIA_COLUMNS = tuple(column.name for column in _MEDIA_TABLE.columns)
 
 
 @dataclass
@@ -145,7 +146,7 @@ def discard_temp(fetched: FetchedResult) -> None:
             path.unlink()
 
 
-async def _delete_rows(db: AsyncSession, condition: Any, user_id: str) -> list[str]:
+async def _delete_rows(db: Executor, condition: Any, user_id: str) -> list[str]:
     """Delete media rows, give back the quota of those that held it; returns their keys."""
     rows = await db.execute(
         delete(Media)
@@ -165,7 +166,7 @@ async def _delete_rows(db: AsyncSession, condition: Any, user_id: str) -> list[s
     return keys
 
 
-async def release_task_media(db: AsyncSession, task_id: str, user_id: str) -> list[str]:
+async def release_task_media(db: Executor, task_id: str, user_id: str) -> list[str]:
     """Drop every media row of a task, giving back the quota they held; returns their keys.
 
     For a deleted task that is all its media; for a still-active (or just cancelled) one they
@@ -173,7 +174,7 @@ async def release_task_media(db: AsyncSession, task_id: str, user_id: str) -> li
     return await _delete_rows(db, Media.task_id == task_id, user_id)
 
 
-async def discard_attempt(db: AsyncSession, media_ids: Sequence[str], user_id: str) -> list[str]:
+async def discard_attempt(db: Executor, media_ids: Sequence[str], user_id: str) -> list[str]:
     """Drop the rows of one attempt whose task ended elsewhere (cancelled, deleted, taken
     over). Rows already removed by whoever ended it are simply not found: no double release."""
     if not media_ids:
@@ -182,7 +183,7 @@ async def discard_attempt(db: AsyncSession, media_ids: Sequence[str], user_id: s
 
 
 async def reserve_and_record(
-    db: AsyncSession,
+    db: Executor,
     encryptor: Encryptor,
     *,
     task_id: str,
@@ -192,9 +193,11 @@ async def reserve_and_record(
 ) -> list[Media]:
     """Reserve quota and write a media row for each result (`pending`, `not_stored`, `failed`)."""
     rows: list[Media] = []
+    now = utcnow()
     for item in fetched:
         media_id = new_uuid()
         source_encrypted = encryptor.encrypt_text(item.source.url) if item.source.url else None
+        # Every column set here (Core inserts them; the objects stay detached, for the caller).
         media = Media(
             id=media_id,
             task_id=task_id,
@@ -202,6 +205,18 @@ async def reserve_and_record(
             kind=kind,
             position=item.position,
             source_encrypted=source_encrypted,
+            reason=None,
+            reason_message=None,
+            storage_key=None,
+            thumbnail_key=None,
+            content_type=None,
+            bytes=0,
+            thumbnail_bytes=0,
+            sha256=None,
+            width=None,
+            height=None,
+            duration_seconds=None,
+            created_at=now,
         )
         if item.file is None:
             media.state = "failed"
@@ -228,9 +243,12 @@ async def reserve_and_record(
             media.sha256 = item.file.sha256
             media.width, media.height = item.width, item.height
             media.duration_seconds = item.duration_seconds
-        db.add(media)
         rows.append(media)
-    await db.flush()
+    if rows:
+        await db.execute(
+            insert(_MEDIA_TABLE),
+            [{name: getattr(m, name) for name in _MEDIA_COLUMNS} for m in rows],
+        )
     return rows
 
 
