@@ -125,8 +125,7 @@ def _install() -> None:
     _patch(worker, "move_into_storage", "worker: move_into_storage")
     _patch(worker, "reserve_and_record", "worker: reserve_and_record (quota+rows)")
     _patch(results, "download_to_temp", "worker: download_to_temp")
-    _patch(results, "probe", "worker: probe")
-    _patch(results, "make_thumbnail", "worker: make_thumbnail")
+    _patch(results, "inspect_media", "worker: inspect_media (probe + thumbnail)")
 
 
 # ----------------------------------------------------------------------------- what-if

@@ -432,10 +432,16 @@ class _Sink:
             raise MediaDownloadError("The upstream returned an empty body")
         if self.content_type is None:
             self._sniff()
+        assert self.content_type is not None
+        if self._file is None:
+            # All of it fit in one batch (most images): open, write, hash and close in a
+            # single trip to a worker thread instead of three.
+            batch, self._pending, self._pending_size = self._pending, [], 0
+            await asyncio.to_thread(_write_whole, self.path, self._hasher, b"".join(batch))
+            return DownloadedFile(self.path, self.size, self._hasher.hexdigest(), self.content_type)
         await self._flush()
         await self._drain()
         assert self._file is not None
-        assert self.content_type is not None
         handle, self._file = self._file, None
         await asyncio.to_thread(handle.close)
         return DownloadedFile(self.path, self.size, self._hasher.hexdigest(), self.content_type)
@@ -462,6 +468,12 @@ def _collect_outcome(future: asyncio.Future[None]) -> None:
 def _open_for_write(path: Path) -> IO[bytes]:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.open("wb")
+
+
+def _write_whole(path: Path, hasher: Any, data: bytes) -> None:
+    hasher.update(data)
+    with _open_for_write(path) as handle:
+        handle.write(data)
 
 
 def _write_batch(handle: IO[bytes], hasher: Any, data: bytes) -> None:

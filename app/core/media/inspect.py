@@ -140,11 +140,15 @@ def is_image(content_type: str) -> bool:
 
 async def probe(path: Path, content_type: str) -> MediaInfo:
     """Width, height and (for video) duration; Nones for whatever cannot be read."""
+    return await asyncio.to_thread(_probe_quietly, Path(path), content_type)
+
+
+def _probe_quietly(path: Path, content_type: str) -> MediaInfo:
     try:
         if is_video(content_type):
-            return await asyncio.to_thread(_probe_video, Path(path), content_type)
+            return _probe_video(path, content_type)
         if is_image(content_type):
-            return await asyncio.to_thread(_probe_image, Path(path), content_type)
+            return _probe_image(path, content_type)
     except Exception as exc:
         logger.info("media probe failed for %s: %s", content_type, type(exc).__name__)
     return MediaInfo()
@@ -195,18 +199,38 @@ async def make_thumbnail(path: Path, content_type: str, dest: Path, max_side: in
     """
     if max_side < 1:
         raise ValueError("max_side must be positive")
+    return await asyncio.to_thread(
+        _thumbnail_quietly, Path(path), content_type, Path(dest), max_side
+    )
+
+
+async def inspect_media(
+    path: Path, content_type: str, poster: Path, max_side: int = 320
+) -> tuple[MediaInfo, bool]:
+    """`probe` and `make_thumbnail` (to `poster`) in one trip to a worker thread: for a small
+    image the trips cost more than the work."""
+    if max_side < 1:
+        raise ValueError("max_side must be positive")
+
+    def both() -> tuple[MediaInfo, bool]:
+        return (
+            _probe_quietly(Path(path), content_type),
+            _thumbnail_quietly(Path(path), content_type, Path(poster), max_side),
+        )
+
+    return await asyncio.to_thread(both)
+
+
+def _thumbnail_quietly(path: Path, content_type: str, dest: Path, max_side: int) -> bool:
     try:
         if is_video(content_type):
-            return await asyncio.to_thread(
-                _thumbnail_video, Path(path), content_type, Path(dest), max_side
-            )
-        if is_image(content_type):
-            return await asyncio.to_thread(
-                _thumbnail_image, Path(path), content_type, Path(dest), max_side
-            )
+            if _thumbnail_video(path, content_type, dest, max_side):
+                return True
+        elif is_image(content_type) and _thumbnail_image(path, content_type, dest, max_side):
+            return True
     except Exception as exc:
         logger.info("thumbnail failed for %s: %s", content_type, type(exc).__name__)
-    await asyncio.to_thread(_remove_quietly, Path(dest))
+    _remove_quietly(dest)
     return False
 
 

@@ -36,7 +36,7 @@ from app.core.media.errors import (
     MediaTooLarge,
     MediaTypeRejected,
 )
-from app.core.media.inspect import extension_for, make_thumbnail, probe
+from app.core.media.inspect import extension_for, inspect_media
 from app.core.media.storage import MediaStorage
 from app.core.observability.metrics import record_quota_rejection
 from app.core.quota import Executor, release, reserve
@@ -129,12 +129,12 @@ async def fetch_result(
         fetched.failure_message = str(exc)[:500]
         return fetched
     fetched.content_type = fetched.file.sniffed_type
-    info = await probe(fetched.file.path, fetched.content_type)
-    fetched.width, fetched.height = info.width, info.height
-    fetched.duration_seconds = info.duration_seconds
     thumb = storage.new_temp_path(".jpg")
     fetched.temp_paths.append(thumb)
-    if await make_thumbnail(fetched.file.path, fetched.content_type, thumb):
+    info, poster_made = await inspect_media(fetched.file.path, fetched.content_type, thumb)
+    fetched.width, fetched.height = info.width, info.height
+    fetched.duration_seconds = info.duration_seconds
+    if poster_made:
         fetched.thumbnail_path = thumb
         fetched.thumbnail_bytes = thumb.stat().st_size
     return fetched

@@ -13,6 +13,7 @@ from app.core.media.inspect import (
     SNIFF_BYTES,
     MediaInfo,
     extension_for,
+    inspect_media,
     make_thumbnail,
     probe,
     sniff_content_type,
@@ -163,6 +164,24 @@ async def test_thumbnail_of_garbage_is_false_and_leaves_no_file(tmp_path: Path) 
     for content_type in ["video/mp4", "image/png", "image/webp", "application/pdf"]:
         assert await make_thumbnail(src, content_type, dest) is False
         assert not dest.exists()
+
+
+async def test_inspect_media_probes_and_makes_the_poster_in_one_call(tmp_path: Path) -> None:
+    src, dest = tmp_path / "wide.png", tmp_path / "thumb.jpg"
+    src.write_bytes(make_image("PNG", size=(1000, 500), mode="RGB"))
+    info, made = await inspect_media(src, "image/png", dest, max_side=320)
+    assert info == MediaInfo(1000, 500, None)
+    assert made is True
+    assert open_jpeg(dest).size == (320, 160)
+
+
+async def test_inspect_media_of_garbage_answers_nothing_and_leaves_no_poster(
+    tmp_path: Path,
+) -> None:
+    src, dest = tmp_path / "bad.png", tmp_path / "thumb.jpg"
+    src.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 100)
+    assert await inspect_media(src, "image/png", dest) == (MediaInfo(), False)
+    assert not dest.exists()
 
 
 async def test_huge_image_gets_no_thumbnail(tmp_path: Path) -> None:
