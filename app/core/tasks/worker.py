@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Table, Update, bindparam, or_, select, update
+from sqlalchemy import Table, Update, bindparam, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.clients.base import (
@@ -143,6 +143,21 @@ OWNED = (
     TASKS.c.id == bindparam("owned_id"),
     TASKS.c.status.in_(ACTIVE_STATUSES),
     TASKS.c.lease_owner == bindparam("owned_by"),
+)
+# Renews our lease (locking the row against a concurrent cancel) and says whether an
+# interrupted attempt left media rows to clear: the common first attempt skips that DELETE.
+RENEW_FOR_RESULTS = (
+    update(TASKS)
+    .where(*OWNED)
+    .values(lease_expires_at=bindparam("lease_until"))
+    .returning(
+        TASKS.c.id,
+        # Spelled out: SQLite's RETURNING renders columns unqualified, which would make a
+        # generated correlated subquery compare media.task_id with media.id.
+        literal_column(
+            "EXISTS (SELECT 1 FROM media WHERE media.task_id = generation_tasks.id)"
+        ).label("has_media"),
+    )
 )
 MARK_STORED = (
     update(MEDIA)
@@ -1041,16 +1056,17 @@ class TaskWorker:
         async with self.database.engine.begin() as conn:
             owned = (
                 await conn.execute(
-                    update(TASKS)
-                    .where(*OWNED)
-                    .values(lease_expires_at=utcnow() + self.lease)
-                    .returning(TASKS.c.id),
-                    self._owned(task.id),
+                    RENEW_FOR_RESULTS,
+                    {**self._owned(task.id), "lease_until": utcnow() + self.lease},
                 )
-            ).scalar_one_or_none()
+            ).one_or_none()
             if owned is None:
                 return
-            stale_keys = await release_task_media(conn, task.id, task.user_id)
+            stale_keys = (
+                await release_task_media(conn, task.id, task.user_id)
+                if bool(owned.has_media)
+                else []
+            )
             rows = await reserve_and_record(
                 conn,
                 self.encryptor,

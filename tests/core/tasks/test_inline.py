@@ -15,12 +15,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event
 
+from app.core.quota import reserve
 from app.core.tasks import worker as worker_module
 from app.core.tasks.results import TransientFetchError
 from app.core.tasks.service import InlineLease
 from app.core.tasks.worker import TaskWorker
 from app.db.base import utcnow
-from app.models import GenerationTask
+from app.models import GenerationTask, Media
 from tests.core.tasks.harness import Engine, LiveSimulator, wait_until
 
 
@@ -299,3 +300,34 @@ async def test_a_waited_for_task_of_a_process_that_died_before_sending_it_fails_
     # Its client saw the connection drop and may already have asked again: never sent later.
     assert (task.status, task.error_code) == ("failed", "submit_interrupted")
     assert (await sim.prompt_counts(prompt))["create_requests"] == 0
+
+
+async def test_rows_an_interrupted_attempt_left_are_cleared_and_their_quota_given_back(
+    engine: Engine, sim: LiveSimulator, user_id: str
+) -> None:
+    [created] = await engine.create(user_id, "second attempt", model="gpt-image-1", kind="image")
+    # What a process killed between reserving quota and completing leaves: a `pending` row
+    # that holds quota, its file maybe half-moved.
+    async with engine.database.session() as db:
+        db.add(
+            Media(
+                id="stale-attempt",
+                task_id=created.id,
+                user_id=user_id,
+                kind="image",
+                position=0,
+                state="pending",
+                bytes=1234,
+                thumbnail_bytes=0,
+                storage_key=f"{user_id}/stale-attempt.png",
+            )
+        )
+        await reserve(db, user_id, 1234)
+    assert await engine.used_bytes(user_id) == 1234
+
+    await engine.worker("second").run_until_idle()
+    assert (await engine.task(created.id)).status == "completed"
+    [media] = await engine.media(created.id)
+    assert media.id != "stale-attempt"
+    assert media.state == "stored"
+    assert await engine.used_bytes(user_id) == media.bytes + media.thumbnail_bytes
