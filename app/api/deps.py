@@ -18,24 +18,34 @@ from app.models import User
 from app.models.schemas.common import NUL, NUL_MESSAGE
 
 
-def get_settings_dep(request: Request) -> Settings:
+def app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_database(request: Request) -> Database:
+def app_database(request: Request) -> Database:
     database: Database = request.app.state.db
     return database
 
 
-def get_encryptor(request: Request) -> Encryptor:
+# The dependencies are `async def` although they do no I/O: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread trip per dependency per request.
+async def get_settings_dep(request: Request) -> Settings:
+    return app_settings(request)
+
+
+async def get_database(request: Request) -> Database:
+    return app_database(request)
+
+
+async def get_encryptor(request: Request) -> Encryptor:
     encryptor: Encryptor = request.app.state.encryptor
     return encryptor
 
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: committed when the handler succeeds, rolled back otherwise."""
-    async with get_database(request).session() as session:
+    async with app_database(request).session() as session:
         yield session
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from app.api.deps import get_database, get_settings_dep
+from app.api.deps import app_database, app_settings
 from app.db.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["health"])
@@ -16,7 +16,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health")
 async def health(request: Request) -> dict[str, Any]:
-    settings = get_settings_dep(request)
+    settings = app_settings(request)
     return {
         "status": "healthy",
         "simulated_upstream": settings.uses_simulator,
@@ -26,7 +26,7 @@ async def health(request: Request) -> dict[str, Any]:
 
 @router.get("/health/ready")
 async def ready(request: Request) -> JSONResponse:
-    database = get_database(request)
+    database = app_database(request)
     checks: dict[str, Any] = {}
     ok = True
     try:

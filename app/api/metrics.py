@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from app.api.deps import bearer_token, get_database, get_settings_dep
+from app.api.deps import app_database, app_settings, bearer_token
 from app.core.errors import NotFound
 from app.core.observability.access import authorize_scrape
 from app.core.observability.logging import ObservabilitySettings, get_observability_settings
@@ -41,8 +41,8 @@ async def metrics(request: Request) -> Response:
         bearer=bearer_token(request),
         cookie=request.cookies.get(ACCESS_COOKIE),
         settings=settings,
-        database=get_database(request),
-        jwt_secret=get_settings_dep(request).jwt_secret_key or "",
+        database=app_database(request),
+        jwt_secret=app_settings(request).jwt_secret_key or "",
     )
     snapshot = await collect_snapshot(request.app.state)
     body, content_type = render(

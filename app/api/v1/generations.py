@@ -79,7 +79,7 @@ _EDIT_FORM: dict[str, Any] = {
 }
 
 
-def get_runtime(request: Request) -> TaskRuntime:
+async def get_runtime(request: Request) -> TaskRuntime:
     runtime: TaskRuntime = request.app.state.tasks
     return runtime
 
@@ -87,7 +87,7 @@ def get_runtime(request: Request) -> TaskRuntime:
 RuntimeDep = Annotated[TaskRuntime, Depends(get_runtime)]
 
 
-def get_task_context(runtime: RuntimeDep) -> TaskContext:
+async def get_task_context(runtime: RuntimeDep) -> TaskContext:
     return runtime.context()
 
 

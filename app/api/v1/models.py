@@ -13,7 +13,7 @@ from app.core.errors import NotFound, error_response_doc, error_responses
 router = APIRouter(responses=error_responses(401, 422), dependencies=[NoNulParameters])
 
 
-def get_catalog_dep(request: Request) -> Catalog:
+async def get_catalog_dep(request: Request) -> Catalog:
     # The app may pin its own catalog (loaded at startup, or a test's); else the global one.
     catalog = getattr(request.app.state, "catalog", None)
     return catalog if isinstance(catalog, Catalog) else get_catalog()
