@@ -9,9 +9,10 @@ generating and land in the history; a retry would pay for them twice).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
 from app.api.deps import NoNulParameters, SessionDep, SettingsDep
@@ -78,6 +79,17 @@ _EDIT_BODY: dict[str, Any] = {
         },
     }
 }
+
+
+async def synchronous_admission(runtime: RuntimeDep) -> AsyncIterator[None]:
+    """Wait (in memory, before authentication touches the database) while this process's
+    worker has no room for one more synchronous request (`TaskWorker.admission`)."""
+    async with runtime.worker.admission():
+        yield
+
+
+# First of the routes' dependencies: FastAPI solves a decorator's before the parameters'.
+SynchronousAdmission = Depends(synchronous_admission)
 
 
 async def _generate(
@@ -158,6 +170,7 @@ async def _generate(
     response_model_exclude_none=True,
     responses=_GENERATE_RESPONSES,
     summary="Generate images (OpenAI compatible; answers when they are ready)",
+    dependencies=[SynchronousAdmission],
 )
 async def generate_images(
     request: Request,
@@ -190,6 +203,7 @@ async def generate_images(
     responses=_GENERATE_RESPONSES,
     summary="Edit images: one or more `image` files (and an optional `mask`) as multipart",
     openapi_extra=_EDIT_BODY,
+    dependencies=[SynchronousAdmission],
 )
 async def edit_images(
     request: Request,

@@ -29,7 +29,7 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -102,6 +102,9 @@ MAINTENANCE_EVERY = 300.0
 BATCH_FRACTION = 0.1
 BATCH_WAIT = 0.05
 SAVE_ATTEMPTS = 3
+# Synchronous requests (a client waiting on its connection for the result) go ahead at most
+# this long after arriving while every admission is taken; then they queue like any task.
+ADMISSION_WAIT = 5.0
 
 
 def _results_to_json(results: Sequence[UpstreamResult]) -> list[dict[str, Any]]:
@@ -245,6 +248,12 @@ class TaskWorker:
         self.lease = timedelta(seconds=settings.task_lease_seconds)
         self.slots = settings.max_concurrent_tasks
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        # Synchronous requests admitted at once: the slots less the share kept for claims, so
+        # queued tasks still get slots under a steady synchronous load (see `admission`).
+        self._admission = asyncio.Semaphore(
+            max(1, self.slots - max(1, int(self.slots * BATCH_FRACTION)))
+        )
+        self.awaiting_admission = 0
         # Hand-backs of tasks a stop kept us from starting (see `start_inline`).
         self._handbacks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -369,6 +378,35 @@ class TaskWorker:
             self._inflight[task.id] = job
             job.add_done_callback(functools.partial(self._forget, task.id))
         return len(claimed)
+
+    @contextlib.asynccontextmanager
+    async def admission(self) -> AsyncIterator[None]:
+        """Hold for the length of a synchronous request, before it touches the database.
+
+        Past the slots its task would not be handed over (`inline_lease`) but queued for a
+        claim: a re-read of the request and two more writes for the same work, under exactly
+        the load where CPU is short. Waiting here instead costs nothing (no pooled connection
+        is held yet), and the request then goes through the hand-over. After `ADMISSION_WAIT`
+        it goes ahead anyway and queues, so nothing waits unseen for long. Without a running
+        worker in this process there is nothing to wait for."""
+        if self._loop_task is None or self._stopping:
+            yield
+            return
+        self.awaiting_admission += 1
+        try:
+            await asyncio.wait_for(self._admission.acquire(), ADMISSION_WAIT)
+            admitted = True
+        except TimeoutError:
+            admitted = False
+        finally:
+            self.awaiting_admission -= 1
+        if not admitted:
+            yield
+            return
+        try:
+            yield
+        finally:
+            self._admission.release()
 
     def inline_lease(self, count: int) -> InlineLease | None:
         """A lease for `count` tasks about to be created in this process, if this worker runs

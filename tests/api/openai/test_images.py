@@ -3,9 +3,11 @@ answer is synchronous for the client, the work is our task engine's (history, qu
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -14,10 +16,13 @@ import pytest
 from fastapi import FastAPI
 from PIL import Image
 
+from app.core.tasks import worker as worker_module
+from app.core.tasks.worker import TaskWorker
 from app.simulator import Simulator
 from tests.api.openai.conftest import assert_openai_error, png_bytes
 from tests.api.v1.conftest import media_rows
 from tests.conftest import AuthedUser
+from tests.core.tasks.harness import wait_until
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -243,3 +248,64 @@ async def test_a_slow_image_times_out_without_inviting_a_retry(
     assert timed_out.value.response.headers["x-should-retry"] == "false"
     [task] = await user_images(client, user)
     assert task["id"] in timed_out.value.message
+
+
+async def take_every_admission(worker: TaskWorker) -> list[AbstractAsyncContextManager[None]]:
+    """Hold every admission of `worker`, as that many synchronous requests in flight would."""
+    taken: list[AbstractAsyncContextManager[None]] = []
+    while not worker._admission.locked():
+        admission = worker.admission()
+        await admission.__aenter__()
+        taken.append(admission)
+    return taken
+
+
+async def test_a_synchronous_request_past_the_workers_room_waits_before_touching_the_database(
+    app: FastAPI,
+    raw: httpx.AsyncClient,
+    client: httpx.AsyncClient,
+    user: AuthedUser,
+) -> None:
+    worker = app.state.tasks.worker
+    taken = await take_every_admission(worker)
+    pool = app.state.db.engine.sync_engine.pool
+    checked_out = pool.checkedout()
+    request = asyncio.ensure_future(
+        raw.post(
+            "/v1/images/generations",
+            json={"model": "gpt-image-1", "prompt": "waits at the door"},
+        )
+    )
+
+    async def at_the_door() -> bool:
+        return worker.awaiting_admission == 1
+
+    await wait_until(at_the_door, within=10)
+    # Waiting holds no pooled connection and has written nothing.
+    assert pool.checkedout() == checked_out
+    assert await user_images(client, user) == []
+    for cm in taken:
+        await cm.__aexit__(None, None, None)
+    response = await request
+    assert response.status_code == 200, response.text
+    assert len(response.json()["data"]) == 1
+    assert worker.awaiting_admission == 0
+
+
+async def test_a_synchronous_request_goes_ahead_after_the_admission_wait(
+    app: FastAPI, raw: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_module, "ADMISSION_WAIT", 0.2)
+    worker = app.state.tasks.worker
+    taken = await take_every_admission(worker)
+    try:
+        # Queued for a claim instead of handed over, it still completes.
+        response = await raw.post(
+            "/v1/images/generations",
+            json={"model": "gpt-image-1", "prompt": "goes ahead"},
+        )
+        assert response.status_code == 200, response.text
+        assert len(response.json()["data"]) == 1
+    finally:
+        for cm in taken:
+            await cm.__aexit__(None, None, None)
