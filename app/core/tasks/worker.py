@@ -764,10 +764,23 @@ class TaskWorker:
         except (ValueError, TypeError) as exc:
             await self._fail(task, "invalid_request", f"The stored request is unusable: {exc}")
             return
+        # Inserted `sending` by a creator that waits for it (see `create_tasks`): nothing to
+        # record before the first attempt, and the submission is recorded with the results.
+        # Every way back to the queue before the upstream call says `pending` (it was not sent).
+        creator_waits = task.submit_state == "sending"
         try:
             plan = await self.router.plan(task, payload)
         except ChannelNotFound as exc:  # a remix whose source's channel is gone
             await self._fail(task, "upstream_channel_gone", str(exc))
+            return
+        except Exception:
+            if not creator_waits:
+                raise  # `_process_guarded` retries it later, still `pending`
+            logger.exception("task %s: planning the create failed; retrying later", task.id)
+            errors = task.consecutive_errors + 1
+            await self._reschedule(
+                task, self._error_backoff(errors), submit_state="pending", consecutive_errors=errors
+            )
             return
         if plan.retry_at is not None:
             # Every channel serving the model cools down: look again once a probe may have
@@ -775,15 +788,14 @@ class TaskWorker:
             wait = (plan.retry_at - utcnow()).total_seconds()
             probe_every = self.router.policy.probe_interval_seconds
             await self._reschedule(
-                task, max(min(wait, probe_every), self.settings.polling_interval)
+                task,
+                max(min(wait, probe_every), self.settings.polling_interval),
+                submit_state="pending",
             )
             return
         if not plan.routes:
             await self._fail(task, "no_upstream_channel", plan.problem or "No upstream channel")
             return
-        # Inserted `sending` by a creator that waits for it (see `create_tasks`): nothing to
-        # record before the first attempt, and the submission is recorded with the results.
-        creator_waits = task.submit_state == "sending"
         for index, route in enumerate(plan.routes):
             sending: GenerationTask | None
             if creator_waits and index == 0:

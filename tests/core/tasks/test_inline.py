@@ -19,6 +19,7 @@ from app.core.quota import reserve
 from app.core.tasks import worker as worker_module
 from app.core.tasks.results import TransientFetchError
 from app.core.tasks.service import InlineLease
+from app.core.tasks.upstream import SubmitPlan
 from app.core.tasks.worker import TaskWorker
 from app.db.base import utcnow
 from app.models import GenerationTask, Media
@@ -331,3 +332,34 @@ async def test_rows_an_interrupted_attempt_left_are_cleared_and_their_quota_give
     assert media.id != "stale-attempt"
     assert media.state == "stored"
     assert await engine.used_bytes(user_id) == media.bytes + media.thumbnail_bytes
+
+
+@pytest.mark.parametrize("first_plan", ["raises", "every_channel_cools_down"])
+async def test_a_waited_for_task_that_goes_back_to_the_queue_before_its_send_is_still_sent(
+    engine: Engine, sim: LiveSimulator, running: TaskWorker, user_id: str, first_plan: str
+) -> None:
+    original = running.router.plan
+    calls = 0
+
+    async def plan_once_unusable(task: GenerationTask, payload: object) -> SubmitPlan:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            if first_plan == "raises":
+                raise RuntimeError("the channel table could not be read")
+            return SubmitPlan([], retry_at=utcnow() + timedelta(seconds=0.2))
+        return await original(task, payload)  # type: ignore[arg-type]
+
+    running.router.plan = plan_once_unusable  # type: ignore[method-assign]
+    prompt = f"not sent the first time ({first_plan})"
+    [created] = await engine.create(
+        user_id, prompt, model="gpt-image-1", kind="image", creator_waits=True
+    )
+    await wait_until(lambda: engine.terminal([created.id]), within=30)
+    task = await engine.task(created.id)
+    # Back in the queue as `pending`, not `sending`: claimed again and sent, not failed as
+    # interrupted.
+    assert task.status == "completed", task.error_code
+    assert calls >= 2
+    counts = await sim.prompt_counts(prompt)
+    assert (counts["create_requests"], counts["creates"]) == (1, 1)
