@@ -11,6 +11,7 @@ pool and locks: a span much longer than its CPU share is contention.
 What-if prototypes, off unless named in `BENCH_WHATIF` (comma-separated), to measure what a
 change would buy before anyone makes it in app/:
 - `authcache`: a verified API key is trusted for 10 s without a query (in-process cache).
+- `aiohttp`: the upstream client's transport is aiohttp (`httpx-aiohttp`, installed by hand).
 (`wait`, `pool`, `preping` and `merge`, prototyped here first, are now the app's behaviour.)
 """
 
@@ -152,10 +153,26 @@ def _whatif_authcache() -> None:
     deps.authenticate = authenticate
 
 
+def _whatif_aiohttp() -> None:
+    """The shared upstream client on aiohttp under httpx (`httpx-aiohttp`, as LiteLLM does with
+    its own transport) instead of httpcore. Needs `uv pip install httpx-aiohttp` in the
+    project's venv first (it is not a dependency)."""
+    from httpx_aiohttp import AiohttpTransport  # type: ignore[import-not-found]
+
+    from app.clients import http
+
+    class AiohttpShards(AiohttpTransport):  # type: ignore[misc]
+        def __init__(self, shards: int, limits: Any) -> None:
+            super().__init__(limits=limits)
+
+    http.ShardedTransport = AiohttpShards  # type: ignore[misc, assignment]
+
+
 # Prototypes not (yet) in the app. `wait`, `pool`, `preping` and `merge`, measured here in
 # session 1, are now the app's own behaviour (see bench/litellm/RESULTS.md).
 WHATIFS = {
     "authcache": _whatif_authcache,
+    "aiohttp": _whatif_aiohttp,
 }
 
 
