@@ -562,19 +562,26 @@ class TaskWorker:
         """The parameters of `OWNED` for `task_id`."""
         return {"owned_id": task_id, "owned_by": self.worker_id}
 
+    async def _write_if_owned(
+        self, conn: AsyncConnection, task_id: str, values: dict[str, Any]
+    ) -> GenerationTask | None:
+        """The compare-and-swap itself, inside the caller's transaction: the new row (detached,
+        `LIGHT_COLUMNS`), or None when the task is no longer active and ours."""
+        result = (
+            await conn.execute(
+                update(TASKS).where(*OWNED).values(**values).returning(*LIGHT_TABLE_COLUMNS),
+                self._owned(task_id),
+            )
+        ).one_or_none()
+        return light_task(result) if result is not None else None
+
     async def _cas(
         self, task: GenerationTask, values: dict[str, Any], *, event: str | None = None
     ) -> GenerationTask | None:
         """Update `task` if it is still active and leased by us; returns the new row or None."""
         values = {**values, "updated_at": utcnow()}
         async with self.database.engine.begin() as conn:
-            result = (
-                await conn.execute(
-                    update(TASKS).where(*OWNED).values(**values).returning(*LIGHT_TABLE_COLUMNS),
-                    self._owned(task.id),
-                )
-            ).one_or_none()
-            row = light_task(result) if result is not None else None
+            row = await self._write_if_owned(conn, task.id, values)
             if row is not None and row.has_webhook and TaskStatus(row.status).is_terminal:
                 await enqueue_webhook_on(conn, self.encryptor, row.id)
         if row is not None:
@@ -1168,13 +1175,7 @@ class TaskWorker:
         async with self.database.engine.begin() as conn:
             if pending_ids:
                 await conn.execute(MARK_STORED, {"media_ids": pending_ids})
-            result = (
-                await conn.execute(
-                    update(TASKS).where(*OWNED).values(**values).returning(*LIGHT_TABLE_COLUMNS),
-                    self._owned(task.id),
-                )
-            ).one_or_none()
-            row = light_task(result) if result is not None else None
+            row = await self._write_if_owned(conn, task.id, values)
             if row is None:
                 # Cancelled, deleted or taken over meanwhile: undo everything of this attempt.
                 await conn.rollback()
