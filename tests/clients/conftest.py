@@ -63,12 +63,8 @@ def credentials(fake: FakeUpstream) -> UpstreamCredentials:
 # The built-in simulator over real HTTP, for the adapters of the official APIs (one per module).
 @pytest.fixture(scope="module")
 def simulator_server() -> Iterator[LiveServer]:
-    server = LiveServer()
-    server.start()
-    try:
+    with LiveServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -108,15 +108,18 @@ class LiveServer:
         self.simulator.reset()
         self.clock.now = START
 
+    def __enter__(self) -> LiveServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
 
 @pytest.fixture(scope="session")
 def live_server() -> Iterator[LiveServer]:
-    server = LiveServer()
-    server.start()
-    try:
+    with LiveServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
