@@ -174,8 +174,14 @@ async def test_tasks_handed_over_while_the_worker_stops_are_left_for_a_claim(
     assert created.id not in worker._inflight
     await stopping
     # Inserted `sending` for a waiting creator, it was never sent: handed back as such (a
-    # claimer would otherwise fail it as interrupted). The stopping loop's last claim may
-    # even have taken it back at once and sent it.
+    # claimer would otherwise fail it as interrupted). The hand-back runs on its own, and may
+    # land after the stop returned when the stop finished before the creator's commit; the
+    # stopping loop's last claim may even have taken it back at once and sent it.
+
+    async def handed_back() -> bool:
+        return (await engine.task(created.id)).submit_state != "sending"
+
+    await wait_until(handed_back, within=10)
     assert (await engine.task(created.id)).submit_state in ("pending", "submitted")
     assert (await sim.prompt_counts("late hand-over"))["create_requests"] <= 1
     survivor = engine.worker("survivor")
