@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 
 from app.core.encryption import DecryptionError, Encryptor
 from app.core.tasks.payload import TaskPayload
-from app.core.tasks.search import derive_search_key, index_terms
+from app.core.tasks.search import derive_search_key, index_terms, insert_terms
 from app.db.session import Database
 from app.models import GenerationTask, TaskSearchTerm
 
@@ -43,18 +43,14 @@ async def reindex_search_terms(
                 return done
             ids = [row.id for row in rows]
             await db.execute(delete(TaskSearchTerm).where(TaskSearchTerm.task_id.in_(ids)))
-            values: list[dict[str, str]] = []
+            values: list[tuple[str, str, str]] = []
             for task_id, user_id, token in rows:
                 try:
                     prompt = TaskPayload.from_json(encryptor.decrypt_json(token)).prompt
                 except (DecryptionError, ValueError):
                     continue  # rotate-keys reports undecryptable rows
-                values.extend(
-                    {"task_id": task_id, "term": term, "user_id": user_id}
-                    for term in index_terms(key, prompt)
-                )
-            if values:
-                await db.execute(insert(TaskSearchTerm), values)
+                values.extend((task_id, term, user_id) for term in index_terms(key, prompt))
+            await insert_terms(db, values)
         done += len(rows)
         last_id = ids[-1]
         if progress is not None:

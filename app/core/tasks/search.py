@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import unicodedata
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, select
+from sqlalchemy import ColumnElement, Select, TextClause, and_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -55,15 +57,43 @@ def _hash(key: bytes, term: str) -> str:
 def index_terms(key: bytes, *texts: str | None) -> set[str]:
     """Hashes of every word and word prefix in `texts` (what a task is findable by)."""
     terms: set[str] = set()
-    for text in texts:
-        if not text:
+    for source in texts:
+        if not source:
             continue
-        for word in normalise_words(text):
+        for word in normalise_words(source):
             for end in range(min(MIN_PREFIX, len(word)), len(word) + 1):
                 terms.add(_hash(key, word[:end]))
                 if len(terms) >= MAX_TERMS_PER_TASK:
                     return terms
     return terms
+
+
+# A task's terms (often dozens) are written with one statement, not one per row: executemany
+# cost more CPU than the whole rest of creating the task (bench/litellm/RESULTS.md).
+_INSERT_TERMS_POSTGRES: TextClause = text(
+    "INSERT INTO task_search_terms (task_id, term, user_id) "
+    "SELECT t.task_id, t.term, t.user_id FROM unnest("
+    "CAST(:task_ids AS VARCHAR[]), CAST(:terms AS VARCHAR[]), CAST(:user_ids AS VARCHAR[])"
+    ") AS t(task_id, term, user_id)"
+)
+_INSERT_TERMS_SQLITE: TextClause = text(
+    "INSERT INTO task_search_terms (task_id, term, user_id) "
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') "
+    "FROM json_each(:entries)"
+)
+
+
+async def insert_terms(db: AsyncSession, entries: Iterable[tuple[str, str, str]]) -> None:
+    """Write `(task_id, term, user_id)` rows of the blind index in one statement."""
+    rows = list(entries)
+    if not rows:
+        return
+    if db.get_bind().dialect.name == "postgresql":
+        task_ids, terms, user_ids = (list(column) for column in zip(*rows, strict=True))
+        params: dict[str, Any] = {"task_ids": task_ids, "terms": terms, "user_ids": user_ids}
+        await db.execute(_INSERT_TERMS_POSTGRES, params)
+    else:
+        await db.execute(_INSERT_TERMS_SQLITE, {"entries": json.dumps(rows)})
 
 
 def query_terms(key: bytes, query: str) -> list[str]:

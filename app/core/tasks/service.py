@@ -25,7 +25,6 @@ from sqlalchemy import (
     cast,
     delete,
     func,
-    insert,
     or_,
     select,
     union_all,
@@ -48,10 +47,16 @@ from app.core.errors import (
 from app.core.media.inspect import SNIFF_BYTES, sniff_content_type
 from app.core.tasks.events import TaskEvent, TaskEventBus
 from app.core.tasks.payload import TaskPayload, image_ref
-from app.core.tasks.search import few_matches, index_terms, prompt_matches, title_matches
+from app.core.tasks.search import (
+    few_matches,
+    index_terms,
+    insert_terms,
+    prompt_matches,
+    title_matches,
+)
 from app.db.base import new_uuid, utcnow
 from app.db.session import after_commit
-from app.models import GenerationTask, IdempotencyKey, Media, TaskSearchTerm
+from app.models import GenerationTask, IdempotencyKey, Media
 from app.models.schemas.tasks import MediaOut, TaskCreate, TaskError, TaskOut, TaskUpdate
 
 ACTIVE_STATUSES = (TaskStatus.QUEUED.value, TaskStatus.IN_PROGRESS.value)
@@ -339,11 +344,7 @@ async def create_tasks(
         db.add(task)
         tasks.append(task)
     await db.flush()
-    if terms:
-        await db.execute(
-            insert(TaskSearchTerm),
-            [{"task_id": t.id, "term": term, "user_id": user_id} for t in tasks for term in terms],
-        )
+    await insert_terms(db, ((t.id, term, user_id) for t in tasks for term in terms))
     if idempotency_key and request_hash:
         try:
             async with db.begin_nested():
@@ -760,11 +761,7 @@ async def retry_task(db: AsyncSession, ctx: TaskContext, task: GenerationTask) -
     db.add(clone)
     await db.flush()
     terms = index_terms(ctx.search_key, payload.prompt)
-    if terms:
-        await db.execute(
-            insert(TaskSearchTerm),
-            [{"task_id": clone.id, "term": term, "user_id": task.user_id} for term in terms],
-        )
+    await insert_terms(db, ((clone.id, term, task.user_id) for term in terms))
     announce(db, ctx, clone, "task.created")
     after_commit(db, ctx.wake_worker)
     return clone
