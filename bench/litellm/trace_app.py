@@ -124,7 +124,7 @@ def _install() -> None:
     _patch(images_client.ImagesAdapter, "submit", "worker: upstream POST (adapter.submit)")
     _patch(worker, "fetch_result", "worker: fetch_result (download+probe+thumb)")
     _patch(worker, "move_into_storage", "worker: move_into_storage")
-    _patch(worker, "reserve_and_record", "worker: reserve_and_record (quota+rows)")
+    _patch(worker, "record_media", "worker: record_media (quota+rows)")
     _patch(results, "download_to_temp", "worker: download_to_temp")
     _patch(results, "inspect_media", "worker: inspect_media (probe + thumbnail)")
 

@@ -1,24 +1,31 @@
 """Copying upstream results into our media storage, counted against the user's quota.
 
 Files are streamed to a temp file (never held in memory), checked by magic bytes, measured and
-thumbnailed; then, in one transaction, quota is reserved and the media rows are written as
-`pending`; the files are moved into storage; a second transaction marks them `stored` together
-with the task's transition to `completed` (a compare-and-swap). A crash between the two leaves
-`pending` rows whose bytes the next attempt releases before trying again: quota is never
-leaked and never charged twice.
+thumbnailed; then moved into storage under fresh keys; then one transaction completes the task
+(a compare-and-swap), reserves quota and writes the media rows. A row therefore never names a
+missing file, and quota is reserved only by the transaction that writes the rows holding it.
+
+A move journal covers the one gap: before moving, the keys about to be written are recorded in
+a small local file, removed once the transaction has committed or the files are deleted. A
+process that dies in between leaves the journal behind, and `recover_interrupted_moves` (worker
+maintenance) later deletes the keys no media row names.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import logging
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Table, delete, insert
+from sqlalchemy import Table, delete, insert, or_, select
 
 from app.clients.base import UpstreamResult
 from app.core.config import Settings
@@ -41,6 +48,7 @@ from app.core.media.storage import MediaStorage
 from app.core.observability.metrics import record_quota_rejection
 from app.core.quota import Executor, release, reserve
 from app.db.base import new_uuid, utcnow
+from app.db.session import Database
 from app.models import Media
 
 logger = logging.getLogger(__name__)
@@ -174,16 +182,7 @@ async def release_task_media(db: Executor, task_id: str, user_id: str) -> list[s
     return await _delete_rows(db, Media.task_id == task_id, user_id)
 
 
-async def discard_attempt(db: Executor, media_ids: Sequence[str], user_id: str) -> list[str]:
-    """Drop the rows of one attempt whose task ended elsewhere (cancelled, deleted, taken
-    over). Rows already removed by whoever ended it are simply not found: no double release."""
-    if not media_ids:
-        return []
-    return await _delete_rows(db, Media.id.in_(list(media_ids)), user_id)
-
-
-async def reserve_and_record(
-    db: Executor,
+def plan_media(
     encryptor: Encryptor,
     *,
     task_id: str,
@@ -191,7 +190,8 @@ async def reserve_and_record(
     kind: str,
     fetched: Sequence[FetchedResult],
 ) -> list[Media]:
-    """Reserve quota and write a media row for each result (`pending`, `not_stored`, `failed`)."""
+    """A media row for each result, not written yet: `pending` with its storage keys for a file
+    to store (`record_media` decides `stored` or `not_stored`), `failed` with the reason."""
     rows: list[Media] = []
     now = utcnow()
     for item in fetched:
@@ -222,34 +222,59 @@ async def reserve_and_record(
             media.state = "failed"
             media.reason = item.failure_reason
             media.reason_message = item.failure_message
-        elif await reserve(db, user_id, item.total_bytes):
+        else:
             ext = extension_for(item.content_type or "") or ""
             media.state = "pending"
             media.storage_key = f"{user_id}/{media_id}{ext}"
             media.thumbnail_key = f"{user_id}/{media_id}.thumb.jpg" if item.thumbnail_path else None
             media.bytes = item.file.size
             media.thumbnail_bytes = item.thumbnail_bytes
-        else:
-            record_quota_rejection()
-            media.state = "not_stored"
-            media.reason = "quota_exceeded"
-            media.reason_message = (
-                f"storing {item.total_bytes} bytes would exceed your storage quota; free space "
-                "and fetch it again while the upstream link lives"
-            )
-            media.bytes = item.file.size
-        if item.file is not None:
             media.content_type = item.content_type
             media.sha256 = item.file.sha256
             media.width, media.height = item.width, item.height
             media.duration_seconds = item.duration_seconds
         rows.append(media)
+    return rows
+
+
+def planned_keys(rows: Sequence[Media]) -> list[str]:
+    """The storage keys `move_into_storage` writes for `rows` (those of `pending` rows)."""
+    return [
+        key
+        for media in rows
+        if media.state == "pending"
+        for key in (media.storage_key, media.thumbnail_key)
+        if key
+    ]
+
+
+async def record_media(db: Executor, user_id: str, rows: Sequence[Media]) -> list[str]:
+    """Reserve quota for each planned `pending` row and write every row, inside the caller's
+    transaction: `stored` when its bytes fit the quota, else `not_stored` (the file, already
+    moved, is not kept). Returns the keys of files to delete once this commits."""
+    unkept: list[str] = []
+    for media in rows:
+        if media.state != "pending":
+            continue
+        if await reserve(db, user_id, media.bytes + media.thumbnail_bytes):
+            media.state = "stored"
+            continue
+        record_quota_rejection()
+        unkept.extend(k for k in (media.storage_key, media.thumbnail_key) if k)
+        media.state = "not_stored"
+        media.reason = "quota_exceeded"
+        media.reason_message = (
+            f"storing {media.bytes + media.thumbnail_bytes} bytes would exceed your storage "
+            "quota; free space and fetch it again while the upstream link lives"
+        )
+        media.storage_key = media.thumbnail_key = None
+        media.thumbnail_bytes = 0
     if rows:
         await db.execute(
             insert(_MEDIA_TABLE),
             [{name: getattr(m, name) for name in _MEDIA_COLUMNS} for m in rows],
         )
-    return rows
+    return unkept
 
 
 async def move_into_storage(
@@ -271,3 +296,91 @@ async def delete_keys(storage: MediaStorage, keys: Sequence[str]) -> None:
             await storage.delete(key)
         except OSError:  # an orphan file is harmless; a failed request is not
             logger.warning("could not delete media file %s", key)
+
+
+# ----------------------------------------------------------------------------- move journal
+
+MOVE_JOURNAL_DIR = "moves"
+
+
+def _journal_dir(storage: MediaStorage) -> Path:
+    # Under the temp dir (always local, S3 included), in a folder of its own: `purge_temp`
+    # removes only plain files at the top of the temp dir.
+    return storage.temp_dir / MOVE_JOURNAL_DIR
+
+
+def open_move_journal(storage: MediaStorage, keys: Sequence[str]) -> Path | None:
+    """Record `keys` before moving files to them; `close_move_journal` once they are either
+    named by committed rows or deleted. Written in the loop's thread on purpose: a few hundred
+    bytes to local disk cost less than a trip to a worker thread."""
+    if not keys:
+        return None
+    path = _journal_dir(storage) / f"{new_uuid()}.json"
+    data = json.dumps(list(keys))
+    try:
+        path.write_text(data)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(data)
+    return path
+
+
+def close_move_journal(path: Path | None) -> None:
+    if path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _old_journals(folder: Path, older_than_seconds: float) -> list[tuple[Path, list[str]]]:
+    cutoff = time.time() - older_than_seconds
+    found: list[tuple[Path, list[str]]] = []
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return found
+    for entry in entries:
+        try:
+            if not entry.is_file(follow_symlinks=False) or entry.stat().st_mtime > cutoff:
+                continue
+            keys = json.loads(Path(entry.path).read_text())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            keys = []  # unreadable: nothing it names can be recovered
+        if not isinstance(keys, list):
+            keys = []
+        found.append((Path(entry.path), [k for k in keys if isinstance(k, str)]))
+    return found
+
+
+async def recover_interrupted_moves(
+    database: Database, storage: MediaStorage, *, older_than_seconds: float
+) -> int:
+    """Delete the files of attempts that moved them into storage and then never committed
+    (the process died in between): the keys of journals older than `older_than_seconds` that no
+    media row names. Returns how many keys were deleted."""
+    deleted = 0
+    for path, keys in await asyncio.to_thread(
+        _old_journals, _journal_dir(storage), older_than_seconds
+    ):
+        if keys:
+            async with database.engine.connect() as conn:
+                named = await conn.execute(
+                    select(_MEDIA_TABLE.c.storage_key, _MEDIA_TABLE.c.thumbnail_key).where(
+                        or_(
+                            _MEDIA_TABLE.c.storage_key.in_(keys),
+                            _MEDIA_TABLE.c.thumbnail_key.in_(keys),
+                        )
+                    )
+                )
+                kept = {key for row in named for key in row if key}
+            orphans = [key for key in keys if key not in kept]
+            await delete_keys(storage, orphans)
+            deleted += len(orphans)
+            if orphans:
+                logger.warning(
+                    "deleted %d media file(s) left by an attempt interrupted before its commit",
+                    len(orphans),
+                )
+        close_move_journal(path)
+    return deleted

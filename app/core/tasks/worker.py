@@ -36,6 +36,7 @@ from typing import Any, cast
 import httpx
 from sqlalchemy import Table, Update, bindparam, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.elements import Label
 
 from app.clients.base import (
     TaskStatus,
@@ -68,13 +69,17 @@ from app.core.tasks.poll_writes import Applied, PollWrites
 from app.core.tasks.results import (
     FetchedResult,
     TransientFetchError,
+    close_move_journal,
     delete_keys,
-    discard_attempt,
     discard_temp,
     fetch_result,
     move_into_storage,
+    open_move_journal,
+    plan_media,
+    planned_keys,
+    record_media,
+    recover_interrupted_moves,
     release_task_media,
-    reserve_and_record,
 )
 from app.core.tasks.service import ACTIVE_STATUSES, InlineLease, task_event
 from app.core.tasks.upstream import ChannelNotFound, UpstreamRouter
@@ -105,6 +110,9 @@ SAVE_ATTEMPTS = 3
 # Synchronous requests (a client waiting on its connection for the result) go ahead at most
 # this long after arriving while every admission is taken; then they queue like any task.
 ADMISSION_WAIT = 5.0
+# A move journal older than this belongs to a process that died between its file moves and its
+# commit (a live one closes its journal within the move and one transaction).
+MOVE_JOURNAL_MAX_AGE = 3600.0
 
 
 def _results_to_json(results: Sequence[UpstreamResult]) -> list[dict[str, Any]]:
@@ -147,26 +155,13 @@ OWNED = (
     TASKS.c.status.in_(ACTIVE_STATUSES),
     TASKS.c.lease_owner == bindparam("owned_by"),
 )
-# Renews our lease (locking the row against a concurrent cancel) and says whether an
-# interrupted attempt left media rows to clear: the common first attempt skips that DELETE.
-RENEW_FOR_RESULTS = (
-    update(TASKS)
-    .where(*OWNED)
-    .values(lease_expires_at=bindparam("lease_until"))
-    .returning(
-        TASKS.c.id,
-        # Spelled out: SQLite's RETURNING renders columns unqualified, which would make a
-        # generated correlated subquery compare media.task_id with media.id.
-        literal_column(
-            "EXISTS (SELECT 1 FROM media WHERE media.task_id = generation_tasks.id)"
-        ).label("has_media"),
-    )
-)
-MARK_STORED = (
-    update(MEDIA)
-    .where(MEDIA.c.id.in_(bindparam("media_ids", expanding=True)), MEDIA.c.state == "pending")
-    .values(state="stored")
-)
+# Returned with a completion: whether rows of an earlier attempt must be cleared first (only
+# attempts of the code before the move journal wrote rows before completing).
+# Spelled out: SQLite's RETURNING renders columns unqualified, which would make a generated
+# correlated subquery compare media.task_id with media.id.
+HAS_MEDIA: Label[Any] = literal_column(
+    "EXISTS (SELECT 1 FROM media WHERE media.task_id = generation_tasks.id)"
+).label("has_media")
 
 
 async def enqueue_webhook_on(conn: AsyncConnection, encryptor: Encryptor, task_id: str) -> None:
@@ -180,8 +175,11 @@ async def enqueue_webhook_on(conn: AsyncConnection, encryptor: Encryptor, task_i
 
 
 def light_task(row: Any) -> GenerationTask:
-    """A detached task built from a `LIGHT_COLUMNS` row (never added to a session)."""
-    return GenerationTask(**dict(row._mapping))
+    """A detached task built from a `LIGHT_COLUMNS` row (never added to a session); other
+    columns the row carries (`HAS_MEDIA`) are left out."""
+    values = dict(row._mapping)
+    values.pop("has_media", None)
+    return GenerationTask(**values)
 
 
 def detached_copy(task: GenerationTask, **changes: Any) -> GenerationTask:
@@ -1108,40 +1106,27 @@ class TaskWorker:
         fetched: list[FetchedResult],
         unsaved: dict[str, Any] | None = None,
     ) -> None:
-        # 1. Still ours? Then drop what an interrupted attempt left, reserve quota and write
-        #    this attempt's rows as `pending` (the task row lock orders this against a cancel).
-        async with self.database.engine.begin() as conn:
-            owned = (
-                await conn.execute(
-                    RENEW_FOR_RESULTS,
-                    {**self._owned(task.id), "lease_until": utcnow() + self.lease},
-                )
-            ).one_or_none()
-            if owned is None:
-                return
-            stale_keys = (
-                await release_task_media(conn, task.id, task.user_id)
-                if bool(owned.has_media)
-                else []
-            )
-            rows = await reserve_and_record(
-                conn,
-                self.encryptor,
-                task_id=task.id,
-                user_id=task.user_id,
-                kind=task.kind,
-                fetched=fetched,
-            )
-        await delete_keys(self.storage, stale_keys)
-        pending_ids = [m.id for m in rows if m.state == "pending"]
-        # 2. Move files into storage.
+        """Move the files into storage, then in one transaction complete the task (if it is
+        still ours), reserve quota and write the media rows (see `app.core.tasks.results`)."""
+        rows = plan_media(
+            self.encryptor,
+            task_id=task.id,
+            user_id=task.user_id,
+            kind=task.kind,
+            fetched=fetched,
+        )
+        moved = planned_keys(rows)
+        journal = open_move_journal(self.storage, moved)
+        # 1. Files first: a committed row never names a missing file.
         try:
             await move_into_storage(self.storage, fetched, rows)
         except BaseException:
-            await self._discard_attempt(task, rows)
+            await delete_keys(self.storage, moved)
+            close_move_journal(journal)
             raise
-        # 3. Mark stored and complete the task, atomically.
-        usable = [m for m in rows if m.state in ("pending", "not_stored")]
+        # 2. Complete the task, reserve quota and write the rows, atomically. The task row's
+        #    lock (the compare-and-swap comes first) orders this against a cancel or delete.
+        usable = [m for m in rows if m.state == "pending"]
         now = utcnow()
         if usable:
             values: dict[str, Any] = {
@@ -1172,37 +1157,40 @@ class TaskWorker:
             updated_at=now,
             response_encrypted=self.encryptor.encrypt_json({"stored": len(rows)}),
         )
+        unkept: list[str] = []
+        # If this raises, whether the commit happened is unknown: the journal stays for
+        # `recover_interrupted_moves`, which asks the database which files to keep.
         async with self.database.engine.begin() as conn:
-            if pending_ids:
-                await conn.execute(MARK_STORED, {"media_ids": pending_ids})
-            row = await self._write_if_owned(conn, task.id, values)
-            if row is None:
-                # Cancelled, deleted or taken over meanwhile: undo everything of this attempt.
-                await conn.rollback()
-            elif row.has_webhook:
-                await enqueue_webhook_on(conn, self.encryptor, row.id)
-        if row is not None:
-            record_transition(row.model, row.status)
-            record_media_stored(
-                sum(m.bytes + m.thumbnail_bytes for m in rows if m.id in set(pending_ids))
-            )
-            if row.has_webhook:
-                self._webhook_wake.set()
-            for media in rows:
-                if media.state == "pending":
-                    media.state = "stored"  # as the transaction above wrote it
-            outcome = TaskOutcome(task=row, media=list(rows))
-            self.events.publish(dataclasses.replace(task_event(row, event), outcome=outcome))
+            written = (
+                await conn.execute(
+                    update(TASKS)
+                    .where(*OWNED)
+                    .values(**values)
+                    .returning(*LIGHT_TABLE_COLUMNS, HAS_MEDIA),
+                    self._owned(task.id),
+                )
+            ).one_or_none()
+            if written is not None:
+                # Rows an attempt of the code before the move journal left as `pending`.
+                if written.has_media:
+                    unkept += await release_task_media(conn, task.id, task.user_id)
+                unkept += await record_media(conn, task.user_id, rows)
+                if written.has_webhook:
+                    await enqueue_webhook_on(conn, self.encryptor, task.id)
+        if written is None:
+            logger.info("task %s: ended elsewhere while storing its results; discarded", task.id)
+            await delete_keys(self.storage, moved)
+            close_move_journal(journal)
             return
-        logger.info("task %s: ended elsewhere while storing its results; discarded", task.id)
-        await self._discard_attempt(task, rows)
-
-    async def _discard_attempt(self, task: GenerationTask, rows: Sequence[Media]) -> None:
-        """Delete this attempt's rows (giving back what they reserved) and its files."""
-        async with self.database.session() as db:
-            await discard_attempt(db, [m.id for m in rows], task.user_id)
-        keys = [k for m in rows if m.state == "pending" for k in (m.storage_key, m.thumbnail_key)]
-        await delete_keys(self.storage, [k for k in keys if k])
+        close_move_journal(journal)
+        await delete_keys(self.storage, unkept)
+        row = light_task(written)
+        record_transition(row.model, row.status)
+        record_media_stored(sum(m.bytes + m.thumbnail_bytes for m in rows if m.state == "stored"))
+        if row.has_webhook:
+            self._webhook_wake.set()
+        outcome = TaskOutcome(task=row, media=list(rows))
+        self.events.publish(dataclasses.replace(task_event(row, event), outcome=outcome))
 
     # -- housekeeping --------------------------------------------------------------------------
 
@@ -1211,6 +1199,9 @@ class TaskWorker:
         # Stale temp files stay here too: with S3 each host keeps its own under DATA_DIR.
         try:
             await self.storage.purge_temp(older_than_seconds=6 * 3600)
+            await recover_interrupted_moves(
+                self.database, self.storage, older_than_seconds=MOVE_JOURNAL_MAX_AGE
+            )
             await self.router.maintenance()
         except Exception:
             logger.exception("task maintenance failed")

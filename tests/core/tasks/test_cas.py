@@ -16,6 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.clients.base import UpstreamResult
 from app.core.media.storage import LocalMediaStorage
 from app.core.tasks import service
+from app.core.tasks import worker as worker_module
+from app.core.tasks.results import (
+    MOVE_JOURNAL_DIR,
+    open_move_journal,
+    recover_interrupted_moves,
+)
 from app.core.tasks.worker import TaskWorker
 from app.models import GenerationTask
 from app.simulator import SimulatorConfig
@@ -83,6 +89,11 @@ async def delete(engine: Engine, task_id: str) -> None:
 async def assert_consistent(engine: Engine, user_id: str) -> None:
     assert await engine.used_bytes(user_id) == await engine.stored_bytes(user_id)
     assert engine.files_on_disk() == await engine.stored_keys()
+    assert journals(engine) == []  # every attempt closed its move journal
+
+
+def journals(engine: Engine) -> list[Path]:
+    return sorted((engine.storage.temp_dir / MOVE_JOURNAL_DIR).glob("*"))
 
 
 async def run_to_end(engine: Engine, worker: TaskWorker, ids: list[str]) -> None:
@@ -93,21 +104,24 @@ async def run_to_end(engine: Engine, worker: TaskWorker, ids: list[str]) -> None
     await wait_until(done, within=30)
 
 
-async def test_cancel_between_reserving_and_completing_wins(engine: Engine, user_id: str) -> None:
-    """The cancel lands after the media rows and quota were written, before completion."""
+async def test_cancel_while_files_move_into_storage_wins(engine: Engine, user_id: str) -> None:
+    """The cancel lands while the results' files move into storage, before the transaction
+    that would complete the task and write its rows: the files are removed again."""
     task_id = (await engine.create(user_id, "cancel while storing"))[0].id
     outcomes: list[bool] = []
+    used_during_move: list[int] = []
 
     async def cancel_now(key: str) -> None:
         if not outcomes:
             outcomes.append(await cancel(engine, task_id))
-            # The rows of this attempt exist and hold quota right now.
-            assert await engine.used_bytes(user_id) > 0
+            # Nothing of this attempt is written or reserved before its completion.
+            used_during_move.append(await engine.used_bytes(user_id))
 
     hooked(engine).before_put = cancel_now
     await run_to_end(engine, engine.worker(), [task_id])
 
     assert outcomes == [True]
+    assert used_during_move == [0]
     task = await engine.task(task_id)
     assert task.status == "cancelled"
     assert await engine.media(task_id) == []
@@ -222,3 +236,58 @@ async def test_a_worker_that_lost_its_lease_cannot_write(engine: Engine, user_id
 
 async def _idle(worker: TaskWorker) -> bool:
     return worker.inflight_count == 0
+
+
+async def test_a_commit_that_never_happens_leaves_a_journal_that_recovery_cleans(
+    engine: Engine, user_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if the process died after moving the files, before its transaction committed: the
+    files are in storage with no row, and the move journal names them."""
+    task_id = (await engine.create(user_id, "dies before its commit"))[0].id
+    failed: list[str] = []
+
+    async def dies(*args: Any, **kwargs: Any) -> list[str]:
+        failed.append(task_id)
+        raise RuntimeError("the process died here")
+
+    monkeypatch.setattr(worker_module, "record_media", dies)
+    worker = engine.worker()
+
+    async def attempted() -> bool:
+        await worker.run_until_idle()
+        return bool(failed)
+
+    await wait_until(attempted)
+    orphans = engine.files_on_disk() - await engine.stored_keys()
+    assert orphans, "the attempt moved its files before failing"
+    assert len(journals(engine)) == 1
+    assert await engine.used_bytes(user_id) == 0  # nothing reserved without rows
+
+    # A journal younger than the threshold may belong to a live attempt: left alone.
+    assert (
+        await recover_interrupted_moves(engine.database, engine.storage, older_than_seconds=3600)
+        == 0
+    )
+    assert orphans <= engine.files_on_disk()
+
+    assert await recover_interrupted_moves(
+        engine.database, engine.storage, older_than_seconds=0
+    ) == len(orphans)
+    assert not orphans & engine.files_on_disk()
+    await assert_consistent(engine, user_id)
+
+
+async def test_recovery_keeps_files_whose_rows_committed(engine: Engine, user_id: str) -> None:
+    """A process that died after its commit, before closing the journal: rows name the files,
+    so recovery only drops the journal."""
+    task_id = (await engine.create(user_id, "dies after its commit"))[0].id
+    await run_to_end(engine, engine.worker(), [task_id])
+    stored = await engine.stored_keys()
+    assert stored
+    open_move_journal(engine.storage, sorted(stored))
+    assert len(journals(engine)) == 1
+
+    deleted = await recover_interrupted_moves(engine.database, engine.storage, older_than_seconds=0)
+    assert deleted == 0
+    assert engine.files_on_disk() == stored
+    await assert_consistent(engine, user_id)
