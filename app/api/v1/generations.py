@@ -23,9 +23,10 @@ from app.core.errors import (
     error_response_doc,
     error_responses,
 )
-from app.core.media.delivery import deliver_media
+from app.core.media.delivery import bytes_response, deliver_media
 from app.core.tasks import service
 from app.core.tasks.payload import data_uri
+from app.core.tasks.posters import ensure_poster
 from app.core.tasks.runtime import TaskRuntime
 from app.core.tasks.service import ListQuery, TaskContext
 from app.db.session import commit
@@ -430,10 +431,13 @@ def build_router(kind: MediaKind) -> APIRouter:
         task, media = await service.get_media(db, user_id, task_id, media_id, kind)
         await commit(db)  # don't hold a transaction while streaming
         if thumbnail:
-            if not media.thumbnail_key:
+            poster = await ensure_poster(runtime.database, runtime.storage, media)
+            if poster is None:
                 raise NotFound("This media has no thumbnail", code="thumbnail_not_found")
-            key, size, content_type = media.thumbnail_key, media.thumbnail_bytes, "image/jpeg"
             etag = f"{media.sha256}-thumb"
+            if poster.key is None:
+                return bytes_response(poster.data or b"", content_type="image/jpeg", etag=etag)
+            key, size, content_type = poster.key, poster.size, "image/jpeg"
         else:
             key, size, content_type = (
                 media.storage_key or "",

@@ -20,7 +20,12 @@ from urllib.parse import urlsplit
 from starlette.responses import Response
 
 from app.core.media.errors import MediaNotFound
-from app.core.media.http_range import DEFAULT_CACHE_CONTROL, is_not_modified, media_response
+from app.core.media.http_range import (
+    DEFAULT_CACHE_CONTROL,
+    is_not_modified,
+    media_response,
+    quote_etag,
+)
 from app.core.media.storage import MediaStorage
 
 # The redirect must not outlive the URL it points to: no cache keeps it.
@@ -140,4 +145,17 @@ async def deliver_media(
         disposition=disposition,
         method=method,
         cache_control=cache_control,
+    )
+
+
+def bytes_response(data: bytes, *, content_type: str, etag: str) -> Response:
+    """Serve `data` held in memory (a poster made for this request but not kept)."""
+    return Response(
+        content=data,
+        media_type=content_type,
+        headers={
+            "ETag": quote_etag(etag),
+            "Cache-Control": DEFAULT_CACHE_CONTROL,
+            "X-Content-Type-Options": "nosniff",
+        },
     )

@@ -43,7 +43,7 @@ from app.core.media.errors import (
     MediaTooLarge,
     MediaTypeRejected,
 )
-from app.core.media.inspect import extension_for, inspect_media
+from app.core.media.inspect import extension_for, inspect_media, is_video, probe
 from app.core.media.storage import MediaStorage
 from app.core.observability.metrics import record_quota_rejection
 from app.core.quota import Executor, release, reserve
@@ -108,7 +108,8 @@ async def fetch_result(
     auth_header: dict[str, str] | None = None,
     transient_is_final: bool = False,
 ) -> FetchedResult:
-    """Download (or decode) one result into a temp file, probe it and make its thumbnail."""
+    """Download (or decode) one result into a temp file and probe it; a video also gets its
+    poster (first frame) now, while the file is local."""
     fetched = FetchedResult(position=position, source=source)
     dest = storage.new_temp_path(".part")
     fetched.temp_paths.append(dest)
@@ -137,6 +138,12 @@ async def fetch_result(
         fetched.failure_message = str(exc)[:500]
         return fetched
     fetched.content_type = fetched.file.sniffed_type
+    if not is_video(fetched.content_type):
+        # An image's poster is made when first asked for (`app.core.tasks.posters`).
+        info = await probe(fetched.file.path, fetched.content_type)
+        fetched.width, fetched.height = info.width, info.height
+        fetched.duration_seconds = info.duration_seconds
+        return fetched
     thumb = storage.new_temp_path(".jpg")
     fetched.temp_paths.append(thumb)
     info, poster_made = await inspect_media(fetched.file.path, fetched.content_type, thumb)

@@ -47,6 +47,7 @@ from app.core.errors import (
 from app.core.media.inspect import SNIFF_BYTES, sniff_content_type
 from app.core.tasks.events import TaskEvent, TaskEventBus
 from app.core.tasks.payload import TaskPayload, image_ref
+from app.core.tasks.posters import has_poster
 from app.core.tasks.search import (
     few_matches,
     index_terms,
@@ -577,7 +578,7 @@ def media_out(task: GenerationTask, media: Media, api_prefix: str = "/api/v1") -
         duration_seconds=media.duration_seconds,
         sha256=media.sha256,
         url=f"{base}/content" if stored else None,
-        thumbnail_url=f"{base}/thumbnail" if stored and media.thumbnail_key else None,
+        thumbnail_url=f"{base}/thumbnail" if has_poster(media) else None,
     )
 
 
