@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BUFFER = 10_000
 # Log the first overflow drop, then one line per this many, so a flood cannot flood the log.
 DROP_WARNING_EVERY = 1000
+_INSERT_LOG = insert(cast(Table, ApiRequestLog.__table__))
 
 
 def _media_type(content_type: str | None) -> str:
@@ -226,10 +227,6 @@ class RequestLogWriter:
                 logger.exception("request log entry %s could not be prepared", entry.request_id)
         return rows
 
-    def _rows_per_statement(self, columns: int) -> int:
-        max_parameters = self.database.engine.dialect.insertmanyvalues_max_parameters
-        return max(1, max_parameters // max(1, columns))
-
     async def _insert(self, rows: list[dict[str, Any]]) -> int:
         if not rows:
             return 0
@@ -252,12 +249,11 @@ class RequestLogWriter:
         return len(rows)
 
     async def _execute_insert(self, rows: list[dict[str, Any]]) -> None:
-        table = ApiRequestLog.__table__
-        assert isinstance(table, Table)
-        step = self._rows_per_statement(len(rows[0]))
+        # One statement executed for many rows (the driver batches them), not a multi-row
+        # VALUES built per batch: each batch size was a statement of its own to compile, and
+        # under load the sizes vary so much that compiling cost ~4% of the process's CPU.
         async with self.database.session() as session:
-            for start in range(0, len(rows), step):
-                await session.execute(insert(table).values(rows[start : start + step]))
+            await session.execute(_INSERT_LOG, rows)
 
     async def _detach_missing_users(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         user_ids = {row["user_id"] for row in rows if row["user_id"]}

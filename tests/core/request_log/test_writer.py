@@ -65,7 +65,7 @@ async def test_stop_flushes_everything(
     assert writer.written == 37
 
 
-async def test_one_multi_row_insert_per_batch(
+async def test_one_executemany_insert_per_batch(
     database: Database, encryptor: Encryptor, settings: Settings
 ) -> None:
     statements: list[tuple[str, bool]] = []
@@ -81,8 +81,10 @@ async def test_one_multi_row_insert_per_batch(
     for _ in range(25):
         writer.submit(make_entry())
     assert await writer.flush() == 25
+    # One cached statement, executed for all the rows of a batch (25 entries, batches of 10).
     assert len(statements) == 3
-    assert not any(many for _, many in statements)
+    assert all(many for _, many in statements)
+    assert len({statement for statement, _ in statements}) == 1
 
 
 async def test_background_flush(
