@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Table, delete, insert, or_, select
+from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
 
 from app.clients.base import UpstreamResult
 from app.core.config import Settings
@@ -255,32 +255,62 @@ def planned_keys(rows: Sequence[Media]) -> list[str]:
     ]
 
 
+def _quota_message(nbytes: int) -> str:
+    return (
+        f"storing {nbytes} bytes would exceed your storage quota; free space and fetch it "
+        "again while the upstream link lives"
+    )
+
+
+_MARK_NOT_KEPT = (
+    update(_MEDIA_TABLE)
+    .where(_MEDIA_TABLE.c.id == bindparam("media_id"))
+    .values(
+        state="not_stored",
+        reason="quota_exceeded",
+        reason_message=bindparam("message"),
+        storage_key=None,
+        thumbnail_key=None,
+        thumbnail_bytes=0,
+    )
+)
+
+
 async def record_media(db: Executor, user_id: str, rows: Sequence[Media]) -> list[str]:
-    """Reserve quota for each planned `pending` row and write every row, inside the caller's
+    """Write every row and reserve quota for the planned `pending` ones, inside the caller's
     transaction: `stored` when its bytes fit the quota, else `not_stored` (the file, already
-    moved, is not kept). Returns the keys of files to delete once this commits."""
-    unkept: list[str] = []
-    for media in rows:
-        if media.state != "pending":
-            continue
-        if await reserve(db, user_id, media.bytes + media.thumbnail_bytes):
-            media.state = "stored"
-            continue
-        record_quota_rejection()
-        unkept.extend(k for k in (media.storage_key, media.thumbnail_key) if k)
-        media.state = "not_stored"
-        media.reason = "quota_exceeded"
-        media.reason_message = (
-            f"storing {media.bytes + media.thumbnail_bytes} bytes would exceed your storage "
-            "quota; free space and fetch it again while the upstream link lives"
-        )
-        media.storage_key = media.thumbnail_key = None
-        media.thumbnail_bytes = 0
+    moved, is not kept). Returns the keys of files to delete once this commits.
+
+    The reservation comes last, so the owner's row (which every completion of theirs updates)
+    stays locked only until the commit right after it: under load, each statement issued
+    while holding it made every other completion of the same user wait for this one."""
+    pending = [m for m in rows if m.state == "pending"]
+    for media in pending:
+        media.state = "stored"  # as written below; corrected if the quota has no room
     if rows:
         await db.execute(
             insert(_MEDIA_TABLE),
             [{name: getattr(m, name) for name in _MEDIA_COLUMNS} for m in rows],
         )
+    total = sum(m.bytes + m.thumbnail_bytes for m in pending)
+    if not pending or await reserve(db, user_id, total):
+        return []
+    # Not all of them fit: keep them in order while they do.
+    unkept: list[str] = []
+    refused: list[dict[str, Any]] = []
+    for media in pending:
+        nbytes = media.bytes + media.thumbnail_bytes
+        if await reserve(db, user_id, nbytes):
+            continue
+        record_quota_rejection()
+        unkept.extend(k for k in (media.storage_key, media.thumbnail_key) if k)
+        media.state, media.reason = "not_stored", "quota_exceeded"
+        media.reason_message = _quota_message(nbytes)
+        media.storage_key = media.thumbnail_key = None
+        media.thumbnail_bytes = 0
+        refused.append({"media_id": media.id, "message": media.reason_message})
+    if refused:  # (none if others' releases made room meanwhile)
+        await db.execute(_MARK_NOT_KEPT, refused)
     return unkept
 
 

@@ -123,7 +123,9 @@ class TaskRuntime:
         Woken only by events of these tasks, whose status is trusted; the database is read at
         the start (skipped for tasks the caller created and committed without awaiting since:
         none can have ended unseen) and then once a second, for workers in other processes on
-        SQLite (on PostgreSQL their events arrive through the LISTEN relay too)."""
+        SQLite (on PostgreSQL their events arrive through the LISTEN relay too). Tasks this
+        process's worker is running are not read: their end is published here, and under load
+        those reads (and the read-back of the outcome they then need) were pure overhead."""
         queue = self.events.subscribe_tasks(task_ids)
         remaining = set(task_ids)
         outcomes: dict[str, TaskOutcome] = {}
@@ -133,15 +135,17 @@ class TaskRuntime:
         try:
             while remaining:
                 if loop.time() >= recheck_at:
-                    async with self.database.session() as db:
-                        rows = await db.execute(
-                            select(GenerationTask.id, GenerationTask.status).where(
-                                GenerationTask.id.in_(remaining)
+                    unseen = [t for t in remaining if not self.worker.is_running(t)]
+                    if unseen:
+                        async with self.database.session() as db:
+                            rows = await db.execute(
+                                select(GenerationTask.id, GenerationTask.status).where(
+                                    GenerationTask.id.in_(unseen)
+                                )
                             )
-                        )
-                        for task_id, status in rows.all():
-                            if TaskStatus(status).is_terminal:
-                                remaining.discard(task_id)
+                            for task_id, status in rows.all():
+                                if TaskStatus(status).is_terminal:
+                                    remaining.discard(task_id)
                     recheck_at = loop.time() + WAIT_RECHECK_SECONDS
                     if not remaining:
                         break

@@ -63,6 +63,7 @@ from app.core.observability.metrics import (
     record_poll_lag,
     record_transition,
 )
+from app.core.tasks.completion import Completion, complete_in_one_statement
 from app.core.tasks.events import TaskEventBus, TaskOutcome
 from app.core.tasks.payload import TaskPayload, build_generation_request
 from app.core.tasks.poll_writes import Applied, PollWrites
@@ -248,6 +249,9 @@ class TaskWorker:
         worker_id: str | None = None,
     ) -> None:
         self.database = database
+        # PostgreSQL completes a task in one statement when it can (`app.core.tasks.completion`);
+        # SQLite serialises its writers anyway and always uses the transaction.
+        self._one_statement = not database.is_sqlite
         self.encryptor = encryptor
         self.settings = settings
         self.http = http
@@ -282,6 +286,10 @@ class TaskWorker:
     @property
     def inflight_count(self) -> int:
         return len(self._inflight)
+
+    def is_running(self, task_id: str) -> bool:
+        """Whether a job of this worker runs the task now (its end will be published here)."""
+        return task_id in self._inflight
 
     async def start(self) -> None:
         self._stopping = False
@@ -1178,23 +1186,35 @@ class TaskWorker:
         unkept: list[str] = []
         # If this raises, whether the commit happened is unknown: the journal stays for
         # `recover_interrupted_moves`, which asks the database which files to keep.
-        async with self.database.engine.begin() as conn:
-            written = await self._write_if_owned(conn, task.id, values, with_has_media=True)
-            if written is not None:
-                # Rows an attempt of the code before the move journal left as `pending`.
-                if written.has_media:
-                    unkept += await release_task_media(conn, task.id, task.user_id)
-                unkept += await record_media(conn, task.user_id, rows)
-                if written.has_webhook:
-                    await enqueue_webhook_on(conn, self.encryptor, task.id)
-        if written is None:
+        row: GenerationTask | None = None
+        completion = Completion.FALLBACK
+        if usable and len(usable) == len(rows) and not task.has_webhook and self._one_statement:
+            completion, row = await complete_in_one_statement(
+                self.database.engine,
+                task_id=task.id,
+                worker_id=self.worker_id,
+                user_id=task.user_id,
+                values=values,
+                rows=rows,
+            )
+        if completion is Completion.FALLBACK:
+            async with self.database.engine.begin() as conn:
+                written = await self._write_if_owned(conn, task.id, values, with_has_media=True)
+                if written is not None:
+                    # Rows an attempt of the code before the move journal left as `pending`.
+                    if written.has_media:
+                        unkept += await release_task_media(conn, task.id, task.user_id)
+                    unkept += await record_media(conn, task.user_id, rows)
+                    if written.has_webhook:
+                        await enqueue_webhook_on(conn, self.encryptor, task.id)
+                    row = light_task(written)
+        if row is None:
             logger.info("task %s: ended elsewhere while storing its results; discarded", task.id)
             await delete_keys(self.storage, moved)
             close_move_journal(journal)
             return
         close_move_journal(journal)
         await delete_keys(self.storage, unkept)
-        row = light_task(written)
         record_transition(row.model, row.status)
         record_media_stored(sum(m.bytes + m.thumbnail_bytes for m in rows if m.state == "stored"))
         if row.has_webhook:

@@ -250,6 +250,8 @@ async def test_a_commit_that_never_happens_leaves_a_journal_that_recovery_cleans
         failed.append(task_id)
         raise RuntimeError("the process died here")
 
+    # Both ways of committing a completion (one statement on PostgreSQL, the transaction).
+    monkeypatch.setattr(worker_module, "complete_in_one_statement", dies)
     monkeypatch.setattr(worker_module, "record_media", dies)
     worker = engine.worker()
 

@@ -199,13 +199,14 @@ async def test_tasks_handed_over_while_the_worker_stops_are_left_for_a_claim(
 
 
 def count_task_updates(engine: Engine) -> list[tuple[str, str]]:
-    """Every UPDATE of generation_tasks sent from now on: (statement, its parameters)."""
+    """Every statement that updates generation_tasks from now on: (statement, parameters)."""
     sent: list[tuple[str, str]] = []
 
     def on_execute(
         conn: object, cursor: object, statement: str, params: object, *_: object
     ) -> None:
-        if statement.lstrip().upper().startswith("UPDATE GENERATION_TASKS"):
+        # (On PostgreSQL the completion is one `WITH … UPDATE generation_tasks …` statement.)
+        if "UPDATE GENERATION_TASKS" in statement.upper():
             sent.append((statement, repr(params)))
 
     event.listen(engine.database.engine.sync_engine, "before_cursor_execute", on_execute)
