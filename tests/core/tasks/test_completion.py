@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app.core.tasks.completion import Completion, complete_in_one_statement
 from app.db.base import new_uuid, utcnow
-from app.models import Media
+from app.models import GenerationTask, Media
 from tests.core.tasks.harness import Engine, wait_until
 
 
@@ -52,9 +52,7 @@ async def test_results_that_fit_are_stored_and_counted(engine: Engine) -> None:
     assert engine.files_on_disk() == await engine.stored_keys()
 
 
-async def test_one_statement_writes_nothing_for_a_task_that_is_not_ours(
-    engine: Engine, database_url: str
-) -> None:
+async def test_one_statement_writes_nothing_for_a_task_that_is_not_ours(engine: Engine) -> None:
     if engine.database.is_sqlite:
         pytest.skip("the one-statement completion is PostgreSQL's (SQLite uses the transaction)")
     user_id = await engine.add_user()
@@ -62,14 +60,7 @@ async def test_one_statement_writes_nothing_for_a_task_that_is_not_ours(
     await engine.update_task(task.id, lease_owner="someone-else", lease_expires_at=utcnow())
     rows = _planned(user_id, task.id)
 
-    outcome, row = await complete_in_one_statement(
-        engine.database.engine,
-        task_id=task.id,
-        worker_id="me",
-        user_id=user_id,
-        values={"status": "completed", "progress": 100},
-        rows=rows,
-    )
+    outcome, row = await _complete(engine, task.id, user_id, rows)
     assert (outcome, row) == (Completion.NOT_OURS, None)
     assert (await engine.task(task.id)).status == "queued"
     assert await engine.media(task.id) == []
@@ -84,14 +75,7 @@ async def test_one_statement_is_all_or_nothing_when_the_quota_is_short(engine: E
     await engine.update_task(task.id, lease_owner="me", lease_expires_at=utcnow())
     rows = _planned(user_id, task.id, count=2, size=1000)  # 2000 bytes > 1500
 
-    outcome, row = await complete_in_one_statement(
-        engine.database.engine,
-        task_id=task.id,
-        worker_id="me",
-        user_id=user_id,
-        values={"status": "completed", "progress": 100},
-        rows=rows,
-    )
+    outcome, row = await _complete(engine, task.id, user_id, rows)
     assert (outcome, row) == (Completion.FALLBACK, None)
     assert (await engine.task(task.id)).status == "queued"
     async with engine.database.session() as db:
@@ -99,19 +83,26 @@ async def test_one_statement_is_all_or_nothing_when_the_quota_is_short(engine: E
     assert await engine.used_bytes(user_id) == 0
 
     rows = _planned(user_id, task.id, count=1, size=1000)
-    outcome, row = await complete_in_one_statement(
-        engine.database.engine,
-        task_id=task.id,
-        worker_id="me",
-        user_id=user_id,
-        values={"status": "completed", "progress": 100},
-        rows=rows,
-    )
+    outcome, row = await _complete(engine, task.id, user_id, rows)
     assert outcome is Completion.DONE
     assert row is not None
     assert row.status == "completed"
     assert [m.state for m in await engine.media(task.id)] == ["stored"]
     assert await engine.used_bytes(user_id) == 1000
+
+
+async def _complete(
+    engine: Engine, task_id: str, user_id: str, rows: list[Media]
+) -> tuple[Completion, GenerationTask | None]:
+    """Complete `task_id` as worker "me" with `rows`, in one statement."""
+    return await complete_in_one_statement(
+        engine.database.engine,
+        task_id=task_id,
+        worker_id="me",
+        user_id=user_id,
+        values={"status": "completed", "progress": 100},
+        rows=rows,
+    )
 
 
 def _planned(user_id: str, task_id: str, *, count: int = 1, size: int = 100) -> list[Media]:
