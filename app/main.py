@@ -7,6 +7,7 @@ WebAuthRedirect (security headers wrap them all so even CORS preflights carry th
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -87,9 +88,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     fleet = FleetRunner.for_settings(settings, database=database, storage=tasks.storage)
     await fleet.start()
     app.state.fleet = fleet
+    # Everything built by now (routes, schemas, the catalog, SQLAlchemy's mappers and statement
+    # caches) lives as long as the app: keep it out of the collector's full passes, which walked
+    # all of it, pausing the process ~130 ms every few hundred requests. (Young garbage is
+    # collected first; a full collection here would cost a test process a lot, once per app.)
+    gc.collect(1)
+    gc.freeze()
     try:
         yield
     finally:
+        gc.unfreeze()
         # Order matters: stop background jobs, stop the worker (it hands its leases back),
         # flush the request log while the database is still open, then close connections.
         await fleet.stop()

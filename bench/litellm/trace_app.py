@@ -201,6 +201,23 @@ def summary(*, reset: bool) -> dict[str, Any]:
     return out
 
 
+def _gc_spans() -> None:
+    """Each garbage collection as a span per generation (pauses the whole process)."""
+    import gc
+
+    started: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter(), time.process_time()]
+        elif started:
+            name = f"gc: generation {info.get('generation')}"
+            SPANS[name].append(time.perf_counter() - started[0])
+            CPU_SPANS[name].append(time.process_time() - started[1])
+
+    gc.callbacks.append(on_gc)
+
+
 def create_traced_app() -> Any:
     wanted = {n.strip() for n in os.environ.get("BENCH_WHATIF", "").split(",") if n.strip()}
     unknown = wanted - WHATIFS.keys()
@@ -210,6 +227,7 @@ def create_traced_app() -> Any:
         if name in wanted:
             apply()
     _install()
+    _gc_spans()
     from app.main import create_app
 
     inner = create_app()

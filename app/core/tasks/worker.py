@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Table, Update, bindparam, literal_column, or_, select, update
+from sqlalchemy import Integer, Table, Update, bindparam, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import Label
 
@@ -203,19 +203,23 @@ def detached_copy(task: GenerationTask, **changes: Any) -> GenerationTask:
     return GenerationTask(**{**{c.name: getattr(task, c.name) for c in LIGHT_COLUMNS}, **changes})
 
 
-def claim_statement(worker_id: str, now: datetime, lease_until: datetime, limit: int) -> Update:
-    """One statement that leases up to `limit` due tasks and returns them.
+@functools.cache
+def claim_statement() -> Update:
+    """One statement that leases up to `claim_limit` due tasks to `claim_owner` until
+    `claim_until` and returns them (bound per call; built once, as building and cache-keying it
+    cost more CPU than running it, several times a second even when idle).
 
-    Due: active and either scheduled for now or past its deadline (the sweep), and not leased
-    by a live worker. On PostgreSQL the inner SELECT skips rows another worker is claiming
-    (`FOR UPDATE SKIP LOCKED`), and a row claimed meanwhile is re-checked against the lease
-    condition, so two workers never lease one task.
+    Due: active and either scheduled for `claim_now` or past its deadline (the sweep), and not
+    leased by a live worker. On PostgreSQL the inner SELECT skips rows another worker is
+    claiming (`FOR UPDATE SKIP LOCKED`), and a row claimed meanwhile is re-checked against the
+    lease condition, so two workers never lease one task.
 
     Written against the table, not the ORM class: the rows become detached tasks anyway, and
     the ORM's DML layer cost about a fifth of a claim's CPU.
     """
     table = cast(Table, GenerationTask.__table__)
     tasks = table.c
+    now = bindparam("claim_now", type_=tasks.next_poll_at.type)
     due = (
         select(tasks.id)
         .where(
@@ -224,15 +228,26 @@ def claim_statement(worker_id: str, now: datetime, lease_until: datetime, limit:
             or_(tasks.lease_expires_at.is_(None), tasks.lease_expires_at < now),
         )
         .order_by(tasks.next_poll_at)
-        .limit(limit)
+        .limit(bindparam("claim_limit", type_=Integer))
         .with_for_update(skip_locked=True)
     )
     return (
         update(table)
         .where(tasks.id.in_(due.scalar_subquery()))
-        .values(lease_owner=worker_id, lease_expires_at=lease_until)
+        .values(lease_owner=bindparam("claim_owner"), lease_expires_at=bindparam("claim_until"))
         .returning(*LIGHT_COLUMNS)
     )
+
+
+def claim_params(
+    worker_id: str, now: datetime, lease_until: datetime, limit: int
+) -> dict[str, Any]:
+    return {
+        "claim_owner": worker_id,
+        "claim_now": now,
+        "claim_until": lease_until,
+        "claim_limit": limit,
+    }
 
 
 class TaskWorker:
@@ -513,7 +528,9 @@ class TaskWorker:
         # A plain connection, not an ORM session: nothing here needs one, and one claim runs
         # per batch of freed slots, many times a second under load.
         async with self.database.engine.begin() as conn:
-            rows = await conn.execute(claim_statement(self.worker_id, now, now + self.lease, limit))
+            rows = await conn.execute(
+                claim_statement(), claim_params(self.worker_id, now, now + self.lease, limit)
+            )
             claimed = [light_task(row) for row in rows.all()]
         for task in claimed:
             if task.next_poll_at is not None:

@@ -16,8 +16,8 @@ from tests.core.tasks.harness import Engine, LiveSimulator, wait_until
 
 
 def test_claim_is_one_statement_with_skip_locked_on_postgres() -> None:
-    now = utcnow()
-    statement = claim_statement("w1", now, now, 25)
+    statement = claim_statement()
+    assert claim_statement() is statement  # built once, bound per call
     pg = str(statement.compile(dialect=postgresql.dialect()))
     assert "FOR UPDATE SKIP LOCKED" in pg
     assert pg.startswith("UPDATE generation_tasks SET lease_owner=")
