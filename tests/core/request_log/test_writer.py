@@ -207,3 +207,29 @@ async def test_purge_expired_logs_in_batches(
 async def test_purge_rejects_nonsense(database: Database) -> None:
     with pytest.raises(ValueError, match="retention_days"):
         await purge_expired_logs(database, 0)
+
+
+class _BrokenEncryptor(Encryptor):
+    """Fails on one marked note, as a broken entry would."""
+
+    def encrypt_optional(self, text: str | None) -> str | None:
+        if text == "unencryptable":
+            raise ValueError("cannot encrypt this entry")
+        return super().encrypt_optional(text)
+
+
+async def test_an_entry_that_cannot_be_prepared_is_counted_and_the_rest_written(
+    database: Database, settings: Settings, cleanup_engine: AsyncEngine
+) -> None:
+    writer = RequestLogWriter(
+        database, _BrokenEncryptor(settings.storage_master_key or ""), settings
+    )
+    writer.submit(make_entry())
+    broken = make_entry()
+    broken.note = "unencryptable"
+    writer.submit(broken)  # never raises into the request that logged it
+    writer.submit(make_entry())
+    # Rows are prepared (encrypted) as entries arrive, not in the flush.
+    assert (writer.pending, writer.failed) == (2, 1)
+    assert await writer.flush() == 2
+    assert await _count(cleanup_engine) == 2
