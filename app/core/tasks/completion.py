@@ -31,13 +31,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.clients.base import TaskStatus
+from app.core.tasks.service import ACTIVE_STATUSES
 from app.models import GenerationTask, Media, User
 
 _TASKS = cast(Table, GenerationTask.__table__)
 _MEDIA = cast(Table, Media.__table__)
 _USERS = cast(Table, User.__table__)
-_ACTIVE = (TaskStatus.QUEUED.value, TaskStatus.IN_PROGRESS.value)
+# The columns the worker's transitions return (`worker.LIGHT_COLUMNS`: all but the request).
 _LIGHT = tuple(c for c in _TASKS.columns if c.name != "request_encrypted")
 
 
@@ -57,7 +57,7 @@ def completion_statement(columns: tuple[str, ...], media_count: int) -> Select[A
         )
         .where(
             _TASKS.c.id == bindparam("owned_id"),
-            _TASKS.c.status.in_(_ACTIVE),
+            _TASKS.c.status.in_(ACTIVE_STATUSES),
             _TASKS.c.lease_owner == bindparam("owned_by"),
         )
         .with_for_update(of=_TASKS)

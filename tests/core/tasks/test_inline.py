@@ -370,3 +370,33 @@ async def test_a_waited_for_task_that_goes_back_to_the_queue_before_its_send_is_
     assert calls >= 2
     counts = await sim.prompt_counts(prompt)
     assert (counts["create_requests"], counts["creates"]) == (1, 1)
+
+
+async def test_a_wait_does_not_reread_tasks_this_process_is_running(
+    engine: Engine, sim: LiveSimulator, running: TaskWorker, user_id: str
+) -> None:
+    """Past the first second a waiting request re-reads its tasks' status, for workers in other
+    processes; a task this process's own worker runs ends with an event here, so it is not read
+    (nor, afterwards, its outcome)."""
+    reads: list[str] = []
+
+    def on_execute(
+        conn: object, cursor: object, statement: str, params: object, *_: object
+    ) -> None:
+        text = statement.lstrip().upper()
+        if text.startswith("SELECT GENERATION_TASKS."):  # (the re-read, not a maintenance join)
+            reads.append(statement)
+
+    event.listen(engine.database.engine.sync_engine, "before_cursor_execute", on_execute)
+    # The upstream takes longer than the re-read interval (WAIT_RECHECK_SECONDS = 1).
+    [created] = await engine.create(
+        user_id,
+        "slow upstream [sim:slow=1.6]",
+        model="gpt-image-1",
+        kind="image",
+        creator_waits=True,
+    )
+    assert created.lease_owner == running.worker_id  # handed over to this process's worker
+    outcomes = await engine.runtime.wait_for([created.id], 20, just_created=True)
+    assert outcomes[created.id].task.status == "completed"
+    assert reads == []
