@@ -87,7 +87,7 @@ from app.core.tasks.upstream import ChannelNotFound, UpstreamRouter
 from app.core.webhooks import deliver_due, enqueue_terminal_webhook
 from app.db.base import utcnow
 from app.db.session import Database
-from app.models import GenerationTask, Media
+from app.models import GenerationTask
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,6 @@ LIGHT_COLUMNS = tuple(c for c in GenerationTask.__table__.columns if c.name != "
 
 
 TASKS = cast(Table, GenerationTask.__table__)
-MEDIA = cast(Table, Media.__table__)
 LIGHT_TABLE_COLUMNS = tuple(TASKS.c[c.name] for c in LIGHT_COLUMNS)
 # "Still active and leased by us" (the compare-and-swap of every transition), built once and
 # bound per call: the transitions run as Core statements on a connection, not through an ORM
