@@ -31,14 +31,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.tasks.service import ACTIVE_STATUSES
+from app.core.tasks.owned import HAS_MEDIA, LIGHT_TABLE_COLUMNS, OWNED, TASKS
 from app.models import GenerationTask, Media, User
 
-_TASKS = cast(Table, GenerationTask.__table__)
 _MEDIA = cast(Table, Media.__table__)
 _USERS = cast(Table, User.__table__)
-# The columns the worker's transitions return (`worker.LIGHT_COLUMNS`: all but the request).
-_LIGHT = tuple(c for c in _TASKS.columns if c.name != "request_encrypted")
 
 
 class Completion(enum.Enum):
@@ -50,19 +47,7 @@ class Completion(enum.Enum):
 @functools.cache
 def completion_statement(columns: tuple[str, ...], media_count: int) -> Select[Any]:
     """Built once per set of task columns and number of media rows; bound per call."""
-    owned = (
-        select(
-            _TASKS.c.id,
-            exists().where(_MEDIA.c.task_id == _TASKS.c.id).correlate(_TASKS).label("has_media"),
-        )
-        .where(
-            _TASKS.c.id == bindparam("owned_id"),
-            _TASKS.c.status.in_(ACTIVE_STATUSES),
-            _TASKS.c.lease_owner == bindparam("owned_by"),
-        )
-        .with_for_update(of=_TASKS)
-        .cte("owned")
-    )
+    owned = select(TASKS.c.id, HAS_MEDIA).where(*OWNED).with_for_update(of=TASKS).cte("owned")
     quota = (
         update(_USERS)
         .where(
@@ -75,10 +60,10 @@ def completion_statement(columns: tuple[str, ...], media_count: int) -> Select[A
         .cte("quota")
     )
     task = (
-        update(_TASKS)
-        .where(_TASKS.c.id.in_(select(owned.c.id)), exists(select(quota.c.id)))
+        update(TASKS)
+        .where(TASKS.c.id.in_(select(owned.c.id)), exists(select(quota.c.id)))
         .values({column: bindparam(f"set_{column}") for column in columns})
-        .returning(*_LIGHT)
+        .returning(*LIGHT_TABLE_COLUMNS)
         .cte("task")
     )
     media_columns = list(_MEDIA.columns)

@@ -34,9 +34,8 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Integer, Table, Update, bindparam, literal_column, or_, select, update
+from sqlalchemy import Integer, Table, Update, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.sql.elements import Label
 
 from app.clients.base import (
     TaskStatus,
@@ -65,6 +64,13 @@ from app.core.observability.metrics import (
 )
 from app.core.tasks.completion import Completion, complete_in_one_statement
 from app.core.tasks.events import TaskEventBus, TaskOutcome
+from app.core.tasks.owned import (
+    HAS_MEDIA,
+    LIGHT_COLUMNS,
+    LIGHT_TABLE_COLUMNS,
+    OWNED,
+    TASKS,
+)
 from app.core.tasks.payload import TaskPayload, build_generation_request
 from app.core.tasks.poll_writes import Applied, PollWrites
 from app.core.tasks.results import (
@@ -138,30 +144,6 @@ def _results_from_json(items: Sequence[dict[str, Any]]) -> list[UpstreamResult]:
         )
         for item in items
     ]
-
-
-# Every column but the request payload, which can hold megabytes of data-URI images and is only
-# read once, to submit: claims and transitions return these instead of the whole row.
-LIGHT_COLUMNS = tuple(c for c in GenerationTask.__table__.columns if c.name != "request_encrypted")
-
-
-TASKS = cast(Table, GenerationTask.__table__)
-LIGHT_TABLE_COLUMNS = tuple(TASKS.c[c.name] for c in LIGHT_COLUMNS)
-# "Still active and leased by us" (the compare-and-swap of every transition), built once and
-# bound per call: the transitions run as Core statements on a connection, not through an ORM
-# session, which cost about as much CPU again as the statements themselves.
-OWNED = (
-    TASKS.c.id == bindparam("owned_id"),
-    TASKS.c.status.in_(ACTIVE_STATUSES),
-    TASKS.c.lease_owner == bindparam("owned_by"),
-)
-# Returned with a completion: whether rows of an earlier attempt must be cleared first (only
-# attempts of the code before the move journal wrote rows before completing).
-# Spelled out: SQLite's RETURNING renders columns unqualified, which would make a generated
-# correlated subquery compare media.task_id with media.id.
-HAS_MEDIA: Label[Any] = literal_column(
-    "EXISTS (SELECT 1 FROM media WHERE media.task_id = generation_tasks.id)"
-).label("has_media")
 
 
 async def enqueue_webhook_on(conn: AsyncConnection, encryptor: Encryptor, task_id: str) -> None:
