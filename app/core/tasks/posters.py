@@ -91,7 +91,7 @@ async def ensure_poster(database: Database, storage: MediaStorage, media: Media)
         await storage.put_file(poster, key)
         # If recording raises, whether it committed is unknown: the journal stays for recovery.
         recorded = await _record(database, media, key, len(data))
-        if recorded != Poster(key=key, size=len(data)):
+        if recorded is None or recorded.key != key:  # not kept, or another request's won
             await delete_keys(storage, [key])
         close_move_journal(journal)
         return recorded or Poster(data=data)
